@@ -1,0 +1,38 @@
+/* Node settings: /etc/vmlet/vmlet.conf (GKeyFile), every key optional. */
+#pragma once
+
+#include <glib.h>
+
+typedef enum {
+  VMLET_ACCEL_AUTO, /* KVM when /dev/kvm is usable, else TCG; resolved before rendering */
+  VMLET_ACCEL_KVM,
+  VMLET_ACCEL_TCG,
+} VmletAccel;
+
+typedef struct {
+  char *name;
+  GHashTable *labels;
+  char *run_dir;      /* sockets and per-start files: /run/vmlet */
+  char *state_dir;    /* persistent state: /var/lib/vmlet */
+  char *disk_dir;     /* default VirtualDisk location: <state-dir>/disks */
+  char *image_dir;    /* default image location: <state-dir>/images */
+  char *config_dir;   /* drop-in directories: /etc/vmlet/{vms,disks,images,classes}.d */
+  char *profiles_dir; /* built-in classes (qemu-profiles) */
+  char *qemu_binary;
+  VmletAccel accel;
+  char *ovmf_code, *ovmf_vars;                 /* EFI */
+  char *ovmf_code_secboot, *ovmf_vars_secboot; /* EFIWithSecureBoot */
+} VmletNode;
+
+VmletNode *vmlet_node_new_default(void);
+void vmlet_node_free(VmletNode *node);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmletNode, vmlet_node_free)
+
+/* Loads a node config file over the defaults. Unknown groups or keys are errors, since a
+ * misspelt key would otherwise silently leave a default in force. */
+VmletNode *vmlet_node_load(const char *path, GError **error);
+
+/* Replaces VMLET_ACCEL_AUTO by what this host can do (the one impure step before render). */
+gboolean vmlet_kvm_usable(const char *sysfs_module_dir);
+void vmlet_node_resolve_accel(VmletNode *node);
+const char *vmlet_accel_name(VmletAccel accel);

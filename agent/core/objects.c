@@ -1,0 +1,291 @@
+#include "objects.h"
+
+#include "strutil.h"
+
+#include <string.h>
+
+#include "fileio.h"
+#include "jsonval.h"
+#include "vmlet-error.h"
+
+void vmlet_object_free(VmletObject *obj)
+{
+  if (!obj)
+    return;
+  switch (obj->kind) {
+  case VMLET_KIND_VIRTUAL_MACHINE:
+    vm_spec_unref(obj->vm);
+    break;
+  case VMLET_KIND_VIRTUAL_DISK:
+  case VMLET_KIND_VIRTUAL_IMAGE:
+  case VMLET_KIND_CLUSTER_VIRTUAL_IMAGE:
+    vmlet_block_object_unref(obj->block);
+    break;
+  case VMLET_KIND_VIRTUAL_MACHINE_CLASS:
+    vm_class_unref(obj->klass);
+    break;
+  case VMLET_KIND_SECRET:
+    vmlet_secret_unref(obj->secret);
+    break;
+  }
+  g_free(obj);
+}
+
+static const char *const kind_names[] = {"VirtualMachine", "VirtualDisk", "VirtualImage",
+                                         "ClusterVirtualImage", "VirtualMachineClass", "Secret",
+                                         NULL};
+
+/* Parses one object; records problems in d. */
+static VmletObject *parse_one(JsonObject *root, VmletDiag *d)
+{
+  guint kind = 0;
+  if (!jv_get_enum(d, root, "", "kind", JV_REQUIRED, kind_names, &kind))
+    return NULL;
+  g_autoptr(VmletObject) obj = g_new0(VmletObject, 1);
+  obj->kind = (VmletKind)kind;
+  switch (obj->kind) {
+  case VMLET_KIND_VIRTUAL_MACHINE:
+    obj->vm = vm_spec_parse(root, d);
+    return obj->vm ? g_steal_pointer(&obj) : NULL;
+  case VMLET_KIND_VIRTUAL_DISK:
+    obj->block = vmlet_block_object_parse(root, VM_BLOCK_VIRTUAL_DISK, d);
+    return obj->block ? g_steal_pointer(&obj) : NULL;
+  case VMLET_KIND_VIRTUAL_IMAGE:
+    obj->block = vmlet_block_object_parse(root, VM_BLOCK_VIRTUAL_IMAGE, d);
+    return obj->block ? g_steal_pointer(&obj) : NULL;
+  case VMLET_KIND_CLUSTER_VIRTUAL_IMAGE:
+    obj->block = vmlet_block_object_parse(root, VM_BLOCK_CLUSTER_VIRTUAL_IMAGE, d);
+    return obj->block ? g_steal_pointer(&obj) : NULL;
+  case VMLET_KIND_VIRTUAL_MACHINE_CLASS:
+    obj->klass = vm_class_parse(root, d);
+    return obj->klass ? g_steal_pointer(&obj) : NULL;
+  case VMLET_KIND_SECRET:
+    obj->secret = vmlet_secret_parse(root, d);
+    return obj->secret ? g_steal_pointer(&obj) : NULL;
+  }
+  return NULL;
+}
+
+static void collect_warnings(const VmletDiag *d, GPtrArray *warnings)
+{
+  if (!warnings)
+    return;
+  g_auto(GStrv) lines = vmlet_diag_warning_lines(d);
+  for (guint i = 0; lines[i]; i++)
+    g_ptr_array_add(warnings, g_strdup(lines[i]));
+}
+
+GPtrArray *vmlet_objects_parse(const char *source, const char *data, gsize len,
+                               GPtrArray *warnings, GError **error)
+{
+  g_autoptr(JsonNode) root = vmlet_json_parse(source, data, (gssize)len, error);
+  if (!root)
+    return NULL;
+  JsonObject *obj = json_node_get_object(root);
+  g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func((GDestroyNotify)vmlet_object_free);
+  g_autoptr(VmletDiag) all = vmlet_diag_new(source);
+
+  JsonNode *kind = json_object_get_member(obj, "kind");
+  gboolean is_list = kind && JSON_NODE_HOLDS_VALUE(kind) &&
+                     json_node_get_value_type(kind) == G_TYPE_STRING &&
+                     g_str_equal(json_node_get_string(kind), "List");
+  if (!is_list) {
+    VmletObject *o = parse_one(obj, all);
+    collect_warnings(all, warnings);
+    if (!vmlet_diag_check(all, error))
+      return NULL;
+    g_ptr_array_add(out, o);
+    return g_steal_pointer(&out);
+  }
+  JsonArray *items = NULL;
+  if (!jv_get_array(all, obj, "", "items", JV_REQUIRED, VMLET_MAX_LIST_ITEMS, &items)) {
+    vmlet_diag_check(all, error);
+    return NULL;
+  }
+  for (guint i = 0; i < json_array_get_length(items); i++) {
+    JsonNode *item = json_array_get_element(items, i);
+    g_autofree char *isrc = g_strdup_printf("%s: items[%u]", source, i);
+    g_autoptr(VmletDiag) d = vmlet_diag_new(isrc);
+    if (!JSON_NODE_HOLDS_OBJECT(item)) {
+      g_autofree char *found = vmlet_json_describe(item);
+      vmlet_diag_error(all, NULL, "items[%u]: expected an object, found %s", i, found);
+      continue;
+    }
+    VmletObject *o = parse_one(json_node_get_object(item), d);
+    collect_warnings(d, warnings);
+    if (o)
+      g_ptr_array_add(out, o);
+    for (guint j = 0; j < d->errors->len; j++)
+      vmlet_diag_error(all, NULL, "items[%u]: %s", i, (const char *)d->errors->pdata[j]);
+  }
+  if (!vmlet_diag_check(all, error))
+    return NULL;
+  return g_steal_pointer(&out);
+}
+
+GPtrArray *vmlet_objects_load_file(const char *path, const char *source, GPtrArray *warnings,
+                                   GError **error)
+{
+  g_autofree char *data = NULL;
+  gsize len = 0;
+  if (!vmlet_read_file_bounded(path, VMLET_MAX_DROPIN_BYTES, &data, &len, error))
+    return NULL;
+  return vmlet_objects_parse(source ? source : path, data, len, warnings, error);
+}
+
+VmletInventory *vmlet_inventory_new(void)
+{
+  VmletInventory *inv = g_new0(VmletInventory, 1);
+  inv->classes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                       (GDestroyNotify)vm_class_unref);
+  inv->blocks = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                      (GDestroyNotify)vmlet_block_object_unref);
+  inv->secrets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                       (GDestroyNotify)vmlet_secret_unref);
+  inv->refused_secrets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  return inv;
+}
+
+void vmlet_inventory_free(VmletInventory *inv)
+{
+  if (!inv)
+    return;
+  g_hash_table_unref(inv->classes);
+  g_hash_table_unref(inv->blocks);
+  g_hash_table_unref(inv->secrets);
+  g_hash_table_unref(inv->refused_secrets);
+  g_free(inv);
+}
+
+static char *block_key(VmBlockKind kind, const char *ns, const char *name)
+{
+  /* ClusterVirtualImage is cluster-scoped: its namespace never matters. */
+  if (kind == VM_BLOCK_CLUSTER_VIRTUAL_IMAGE)
+    ns = "";
+  return g_strdup_printf("%s/%s/%s", vm_block_kind_name(kind), ns, name);
+}
+
+void vmlet_inventory_add(VmletInventory *inv, const VmletObject *obj)
+{
+  switch (obj->kind) {
+  case VMLET_KIND_VIRTUAL_MACHINE:
+    return;
+  case VMLET_KIND_VIRTUAL_MACHINE_CLASS:
+    g_hash_table_replace(inv->classes, g_strdup(obj->klass->meta.name),
+                         vm_class_ref(obj->klass));
+    return;
+  case VMLET_KIND_SECRET:
+    g_hash_table_replace(inv->secrets,
+                         g_strdup_printf("%s/%s", obj->secret->meta.namespace,
+                                         obj->secret->meta.name),
+                         vmlet_secret_ref(obj->secret));
+    return;
+  case VMLET_KIND_VIRTUAL_DISK:
+  case VMLET_KIND_VIRTUAL_IMAGE:
+  case VMLET_KIND_CLUSTER_VIRTUAL_IMAGE:
+    g_hash_table_replace(inv->blocks,
+                         block_key(obj->block->kind, obj->block->meta.namespace,
+                                   obj->block->meta.name),
+                         vmlet_block_object_ref(obj->block));
+    return;
+  }
+}
+
+/* A file that holds a Secret must be private; otherwise none of its objects are used, and
+ * the Secrets remember why, for the Pending condition of the VMs that need them. */
+static gboolean check_secret_file(VmletInventory *inv, const char *path, GPtrArray *objs,
+                                  GPtrArray *problems)
+{
+  gboolean has_secret = FALSE;
+  for (guint j = 0; j < objs->len; j++)
+    has_secret = has_secret || ((VmletObject *)objs->pdata[j])->kind == VMLET_KIND_SECRET;
+  g_autoptr(GError) error = NULL;
+  if (!has_secret || vmlet_secret_check_file(path, &error))
+    return TRUE;
+  g_ptr_array_add(problems, g_strdup(error->message));
+  for (guint j = 0; j < objs->len; j++) {
+    VmletObject *o = objs->pdata[j];
+    if (o->kind == VMLET_KIND_SECRET)
+      g_hash_table_replace(inv->refused_secrets,
+                           g_strdup_printf("%s/%s", o->secret->meta.namespace,
+                                           o->secret->meta.name),
+                           g_strdup(error->message));
+  }
+  return FALSE;
+}
+
+/* Directory listings are bounded too: a runaway generator must not exhaust the daemon. */
+#define VMLET_MAX_DROPINS_PER_DIR 4096
+
+void vmlet_inventory_load_dir(VmletInventory *inv, const char *dir, GPtrArray *problems,
+                              GPtrArray *warnings)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GDir) d = g_dir_open(dir, 0, &error);
+  if (!d) {
+    if (!g_error_matches(error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+      g_ptr_array_add(problems, g_strdup_printf("%s: %s", dir, error->message));
+    return;
+  }
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+  const char *name;
+  while ((name = g_dir_read_name(d))) {
+    if (!g_str_has_suffix(name, ".json") || name[0] == '.')
+      continue;
+    if (names->len == VMLET_MAX_DROPINS_PER_DIR) {
+      g_ptr_array_add(problems, g_strdup_printf("%s: more than %d drop-ins, the rest ignored",
+                                                dir, VMLET_MAX_DROPINS_PER_DIR));
+      break;
+    }
+    g_ptr_array_add(names, g_strdup(name));
+  }
+  g_ptr_array_sort(names, vmlet_compare_str_ptrs);
+  for (guint i = 0; i < names->len; i++) {
+    g_autofree char *path = g_build_filename(dir, names->pdata[i], NULL);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) objs = vmlet_objects_load_file(path, path, warnings, &err);
+    if (!objs) {
+      g_ptr_array_add(problems, g_strdup(err->message));
+      /* A Secret that does not even load (bad base64, ...) is known by its file name, so
+       * the VMs that need it can say why it is missing. */
+      g_autofree char *base = g_path_get_basename(dir);
+      if (g_str_equal(base, "secrets.d")) {
+        g_autofree char *stem = g_strndup(names->pdata[i], strlen(names->pdata[i]) - 5);
+        g_hash_table_replace(inv->refused_secrets,
+                             g_strdup_printf("%s/%s", VMLET_DEFAULT_NAMESPACE, stem),
+                             g_strdup(err->message));
+      }
+      continue;
+    }
+    if (!check_secret_file(inv, path, objs, problems))
+      continue;
+    for (guint j = 0; j < objs->len; j++)
+      vmlet_inventory_add(inv, objs->pdata[j]);
+  }
+}
+
+VmClass *vmlet_inventory_class(VmletInventory *inv, const char *name)
+{
+  return g_hash_table_lookup(inv->classes, name);
+}
+
+VmletBlockObject *vmlet_inventory_block(VmletInventory *inv, VmBlockKind kind,
+                                        const char *namespace, const char *name)
+{
+  g_autofree char *key = block_key(kind, namespace, name);
+  return g_hash_table_lookup(inv->blocks, key);
+}
+
+VmletSecret *vmlet_inventory_secret(VmletInventory *inv, const char *namespace, const char *name,
+                                    char **why)
+{
+  g_autofree char *key = g_strdup_printf("%s/%s", namespace, name);
+  VmletSecret *s = g_hash_table_lookup(inv->secrets, key);
+  if (!s && why) {
+    const char *refused = g_hash_table_lookup(inv->refused_secrets, key);
+    *why = refused ? g_strdup_printf("Secret \"%s\" was refused: %s", name, refused)
+                   : g_strdup_printf("Secret \"%s\" not found in namespace \"%s\"", name,
+                                     namespace);
+  }
+  return s;
+}

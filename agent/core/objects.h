@@ -1,0 +1,67 @@
+/* Loading drop-in documents: one object, or a `kind: List` of them (kubectl's -o json
+ * output for several objects), dispatched by kind. */
+#pragma once
+
+#include <glib.h>
+
+#include "blockobj.h"
+#include "secret.h"
+#include "vmclass.h"
+#include "vmspec.h"
+
+typedef enum {
+  VMLET_KIND_VIRTUAL_MACHINE,
+  VMLET_KIND_VIRTUAL_DISK,
+  VMLET_KIND_VIRTUAL_IMAGE,
+  VMLET_KIND_CLUSTER_VIRTUAL_IMAGE,
+  VMLET_KIND_VIRTUAL_MACHINE_CLASS,
+  VMLET_KIND_SECRET,
+} VmletKind;
+
+typedef struct {
+  VmletKind kind;
+  union {
+    VmSpec *vm;
+    VmletBlockObject *block;
+    VmClass *klass;
+    VmletSecret *secret;
+  };
+} VmletObject;
+
+#define VMLET_MAX_LIST_ITEMS 256
+
+void vmlet_object_free(VmletObject *obj);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmletObject, vmlet_object_free)
+
+/* Parses a document. On success returns the objects (VmletObject *, owned by the array);
+ * warnings ("source: path: text") are appended to warnings when it is not NULL. On failure
+ * every problem is in error, one per line, each naming source and JSON path. */
+GPtrArray *vmlet_objects_parse(const char *source, const char *data, gsize len,
+                               GPtrArray *warnings, GError **error);
+GPtrArray *vmlet_objects_load_file(const char *path, const char *source, GPtrArray *warnings,
+                                   GError **error);
+
+/* The objects a VM refers to, by kind/namespace/name. */
+typedef struct {
+  GHashTable *classes; /* name -> VmClass * */
+  GHashTable *blocks;  /* "Kind/namespace/name" -> VmletBlockObject * */
+  GHashTable *secrets; /* "namespace/name" -> VmletSecret * */
+  GHashTable *refused_secrets; /* "namespace/name" -> why its drop-in was refused */
+} VmletInventory;
+
+VmletInventory *vmlet_inventory_new(void);
+void vmlet_inventory_free(VmletInventory *inv);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmletInventory, vmlet_inventory_free)
+
+/* Adds a class, disk or image (VMs are ignored); a later object replaces an earlier one. */
+void vmlet_inventory_add(VmletInventory *inv, const VmletObject *obj);
+/* Loads every *.json in dir (sorted). A file that fails is reported in problems and
+ * skipped: one broken drop-in never hides the others. A missing dir is not a problem. */
+void vmlet_inventory_load_dir(VmletInventory *inv, const char *dir, GPtrArray *problems,
+                              GPtrArray *warnings);
+VmClass *vmlet_inventory_class(VmletInventory *inv, const char *name);
+/* A Secret, or NULL with *why saying whether it is missing or was refused (mode, type...). */
+VmletSecret *vmlet_inventory_secret(VmletInventory *inv, const char *namespace, const char *name,
+                                    char **why);
+VmletBlockObject *vmlet_inventory_block(VmletInventory *inv, VmBlockKind kind,
+                                        const char *namespace, const char *name);

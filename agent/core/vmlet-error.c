@@ -1,0 +1,3 @@
+#include "vmlet-error.h"
+
+G_DEFINE_QUARK(vmlet-error-quark, vmlet_error)

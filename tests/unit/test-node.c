@@ -1,0 +1,109 @@
+#include <glib/gstdio.h>
+
+#include "node.h"
+#include "vmlet-error.h"
+
+static char *write_temp(const char *contents)
+{
+  g_autoptr(GError) error = NULL;
+  char *path = NULL;
+  int fd = g_file_open_tmp("vmlet-node-XXXXXX.conf", &path, &error);
+  g_assert_no_error(error);
+  close(fd);
+  g_assert_true(g_file_set_contents(path, contents, -1, &error));
+  return path;
+}
+
+static void test_defaults(void)
+{
+  g_autoptr(VmletNode) n = vmlet_node_new_default();
+  g_assert_cmpstr(n->run_dir, ==, "/run/vmlet");
+  g_assert_cmpstr(n->disk_dir, ==, "/var/lib/vmlet/disks");
+  g_assert_cmpint(n->accel, ==, VMLET_ACCEL_AUTO);
+  vmlet_node_resolve_accel(n);
+  g_assert_cmpint(n->accel, !=, VMLET_ACCEL_AUTO);
+}
+
+/* auto picks KVM only when /dev/kvm is usable and backed by hardware virtualization: a
+ * /sys/module with just kvm_pvm (nested, cannot run SeaBIOS) means TCG. */
+static void test_kvm_detection(void)
+{
+  g_autofree char *dir = g_dir_make_tmp("vmlet-sysfs-XXXXXX", NULL);
+  g_assert_nonnull(dir);
+  g_autofree char *kvm = g_build_filename(dir, "kvm", NULL);
+  g_autofree char *pvm = g_build_filename(dir, "kvm_pvm", NULL);
+  g_autofree char *amd = g_build_filename(dir, "kvm_amd", NULL);
+  g_assert_cmpint(g_mkdir(kvm, 0700), ==, 0);
+  g_assert_cmpint(g_mkdir(pvm, 0700), ==, 0);
+  g_assert_false(vmlet_kvm_usable(dir));
+  g_assert_cmpint(g_mkdir(amd, 0700), ==, 0);
+  g_assert_true(vmlet_kvm_usable(dir) == (g_access("/dev/kvm", R_OK | W_OK) == 0));
+  g_assert_false(vmlet_kvm_usable("/nonexistent"));
+  g_rmdir(amd);
+  g_rmdir(pvm);
+  g_rmdir(kvm);
+  g_rmdir(dir);
+}
+
+static void test_load(void)
+{
+  g_autofree char *path = write_temp("[node]\nname=hv-1\nlabels=disktype=ssd;zone=a\n"
+                                     "[paths]\nstate-dir=/srv/vmlet\n"
+                                     "[qemu]\naccel=tcg\nbinary=/opt/qemu/bin/qemu\n");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VmletNode) n = vmlet_node_load(path, &error);
+  g_assert_no_error(error);
+  g_assert_cmpstr(n->name, ==, "hv-1");
+  g_assert_cmpstr(g_hash_table_lookup(n->labels, "disktype"), ==, "ssd");
+  g_assert_cmpstr(g_hash_table_lookup(n->labels, "zone"), ==, "a");
+  /* disk and image dirs follow state-dir unless set. */
+  g_assert_cmpstr(n->disk_dir, ==, "/srv/vmlet/disks");
+  g_assert_cmpstr(n->image_dir, ==, "/srv/vmlet/images");
+  g_assert_cmpint(n->accel, ==, VMLET_ACCEL_TCG);
+  g_assert_cmpstr(n->qemu_binary, ==, "/opt/qemu/bin/qemu");
+  g_unlink(path);
+}
+
+static void assert_rejected(const char *contents, const char *message_suffix)
+{
+  g_autofree char *path = write_temp(contents);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VmletNode) n = vmlet_node_load(path, &error);
+  g_assert_null(n);
+  g_assert_error(error, VMLET_ERROR, VMLET_ERROR_INVALID);
+  g_test_message("%s", error->message);
+  g_assert_true(g_str_has_prefix(error->message, path));
+  g_assert_true(g_str_has_suffix(error->message, message_suffix));
+  g_unlink(path);
+}
+
+static void test_rejections(void)
+{
+  assert_rejected("[qemu]\naccel=xen\n", "[qemu] accel: expected one of auto, kvm, tcg, found \"xen\"");
+  assert_rejected("[paths]\nrun-dir=relative/dir\n",
+                  "[paths] run-dir: expected an absolute path of at most 512 bytes without "
+                  "commas, found \"relative/dir\"");
+  assert_rejected("[paths]\nrun-dir=/a,b\n", "without commas, found \"/a,b\"");
+  assert_rejected("[qemu]\nacel=kvm\n", "ovmf-code-secboot, ovmf-vars-secboot)");
+  assert_rejected("[node]\nlabels=novalue\n", "found \"novalue\"");
+  assert_rejected("not a key file", "");
+}
+
+static void test_missing_file(void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VmletNode) n = vmlet_node_load("/nonexistent/vmlet.conf", &error);
+  g_assert_null(n);
+  g_assert_error(error, VMLET_ERROR, VMLET_ERROR_NOT_FOUND);
+}
+
+int main(int argc, char **argv)
+{
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/node/defaults", test_defaults);
+  g_test_add_func("/node/kvm-detection", test_kvm_detection);
+  g_test_add_func("/node/load", test_load);
+  g_test_add_func("/node/rejections", test_rejections);
+  g_test_add_func("/node/missing-file", test_missing_file);
+  return g_test_run();
+}
