@@ -1,0 +1,70 @@
+/* A VM plan: a spec resolved against its class, its disks and images, and the node.
+ *
+ * Everything the QEMU command line needs is decided here (paths, formats, buses, boot
+ * order, topology, runtime socket paths), so the argv builder is a plain transcription and
+ * the same decisions serve status output and, later, hotplug. Pure: no file system access. */
+#pragma once
+
+#include <glib.h>
+
+#include "blockobj.h"
+#include "diag.h"
+#include "node.h"
+#include "objects.h"
+#include "vmclass.h"
+#include "vmspec.h"
+
+typedef enum {
+  VM_DISK_BUS_VIRTIO, /* virtio-blk-pci on its own pcie-root-port */
+  VM_DISK_BUS_SATA,   /* ide-hd / ide-cd on the q35 built-in AHCI (ide.0 - ide.5) */
+} VmDiskBus;
+
+typedef struct {
+  char *device_id;   /* QEMU qdev id, e.g. "vd-linux-vm-root" */
+  char *node_prefix; /* blockdev node names are <prefix>-file and <prefix>-fmt (<= 31) */
+  gboolean is_ref;   /* from spec.blockDeviceRefs (else the provisioning ISO) */
+  VmBlockKind kind;
+  char *name;
+  char *path;
+  VmletImageFormat format;
+  gboolean read_only;
+  gboolean cdrom;
+  gboolean host_device; /* a block device node under /dev */
+  VmDiskBus bus;
+  guint boot_index; /* 1-based position in blockDeviceRefs; 0 = not bootable */
+} VmPlanDisk;
+
+typedef struct {
+  gint refcount;
+  VmSpec *spec;
+  VmClass *klass;
+  VmletAccel accel; /* KVM or TCG, never AUTO */
+  char *qemu_binary;
+  char *machine;
+  char *cpu;        /* the -cpu argument */
+  guint sockets, cores_per_socket;
+  guint64 memory_mib; /* spec memory rounded up to whole MiB */
+  GPtrArray *disks;   /* VmPlanDisk *: refs in boot order, then the provisioning ISO */
+  guint hotplug_ports; /* spare pcie-root-ports for later disk hotplug */
+  char *uuid;
+  char *runtime_dir;
+  char *qmp_socket, *console_socket, *vnc_socket, *agent_socket;
+  char *ovmf_code, *ovmf_vars; /* EFI only: firmware and this VM's own NVRAM copy */
+  char *ovmf_vars_template;
+  gboolean secure_boot;
+} VmPlan;
+
+/* The longest socket path Linux accepts in sockaddr_un, minus the NUL. */
+#define VMLET_UNIX_PATH_MAX 107
+
+/* Resolves spec against inv and node (node->accel must be resolved). On failure returns
+ * NULL with errors in d at the spec paths concerned ("spec.blockDeviceRefs[0]: VirtualDisk
+ * \"x\" not found ..."); a missing dependency is what later makes a VM Pending. */
+VmPlan *vm_plan_build(VmSpec *spec, VmletInventory *inv, const VmletNode *node, VmletDiag *d);
+VmPlan *vm_plan_ref(VmPlan *plan);
+void vm_plan_unref(VmPlan *plan);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmPlan, vm_plan_unref)
+
+/* The per-VM runtime directory name: "<namespace>.<name>" (dots cannot occur in either,
+ * so it is unambiguous), shortened with a hash when socket paths would not fit. */
+char *vm_plan_runtime_dir(const VmletNode *node, const char *namespace, const char *name);

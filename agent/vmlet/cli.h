@@ -1,0 +1,3 @@
+#pragma once
+
+int vmlet_cli_main(int argc, char **argv);
