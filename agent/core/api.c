@@ -1,0 +1,584 @@
+#include "api.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libsoup/soup.h>
+
+#include "fileio.h"
+#include "jsonval.h"
+#include "meta.h"
+#include "objects.h"
+#include "specdiff.h"
+#include "vmlet-error.h"
+
+#define API_PREFIX "/apis/virtualization.deckhouse.io/v1alpha2"
+#define MAX_BODY_BYTES VMLET_MAX_DROPIN_BYTES
+
+/* A client of GET ...?watch=true: one JSON event per line, chunked, until it goes away. */
+typedef struct {
+  VmletApi *api;
+  SoupServerMessage *msg;
+  char *namespace; /* NULL: all */
+  gsize queued;    /* bytes appended but not yet written to the client */
+  gboolean ended;
+} Watcher;
+
+#define MAX_WATCHERS 64
+/* A client that stops reading would make its unwritten events grow without end; past this
+ * its watch is ended, as a Kubernetes API server ends watches, and the client re-lists. */
+#define MAX_WATCH_BACKLOG (1024 * 1024)
+
+struct _VmletApi {
+  VmletManager *mgr;
+  GPtrArray *watchers; /* Watcher * */
+  gulong changed_id, removed_id;
+  SoupServer *server;
+  char *socket_path;
+  gid_t group;
+  gboolean have_group;
+};
+
+static void respond_json(SoupServerMessage *msg, guint status, JsonNode *node)
+{
+  g_autofree char *text = json_to_string(node, TRUE);
+  g_autofree char *body = g_strconcat(text, "\n", NULL);
+  soup_server_message_set_status(msg, status, NULL);
+  soup_server_message_set_response(msg, "application/json", SOUP_MEMORY_COPY, body,
+                                   strlen(body));
+}
+
+/* Errors in Kubernetes' Status shape, so clients that speak the API understand them. */
+static void respond_error(SoupServerMessage *msg, guint status, const char *reason,
+                          const char *message)
+{
+  JsonObject *o = json_object_new();
+  json_object_set_string_member(o, "apiVersion", "v1");
+  json_object_set_string_member(o, "kind", "Status");
+  json_object_set_string_member(o, "status", "Failure");
+  json_object_set_string_member(o, "reason", reason);
+  json_object_set_string_member(o, "message", message);
+  json_object_set_int_member(o, "code", status);
+  g_autoptr(JsonNode) n = json_node_new(JSON_NODE_OBJECT);
+  json_node_take_object(n, o);
+  respond_json(msg, status, n);
+}
+
+static void watcher_free(gpointer p)
+{
+  Watcher *w = p;
+  g_free(w->namespace);
+  g_free(w);
+}
+
+static void send_event(Watcher *w, const char *type, JsonNode *object)
+{
+  JsonObject *ev = json_object_new();
+  json_object_set_string_member(ev, "type", type);
+  json_object_set_member(ev, "object", object);
+  g_autoptr(JsonNode) n = json_node_new(JSON_NODE_OBJECT);
+  json_node_take_object(n, ev);
+  g_autofree char *text = json_to_string(n, FALSE);
+  g_autofree char *line = g_strconcat(text, "\n", NULL);
+  gsize len = strlen(line);
+  if (w->ended)
+    return;
+  SoupMessageBody *body = soup_server_message_get_response_body(w->msg);
+  if (w->queued + len > MAX_WATCH_BACKLOG) {
+    w->ended = TRUE;
+    soup_message_body_complete(body);
+  } else {
+    w->queued += len;
+    soup_message_body_append(body, SOUP_MEMORY_COPY, line, len);
+  }
+  soup_server_message_unpause(w->msg);
+}
+
+static void on_watch_wrote(SoupServerMessage *msg, guint chunk_size, gpointer data)
+{
+  Watcher *w = data;
+  w->queued = chunk_size > w->queued ? 0 : w->queued - chunk_size;
+}
+
+static void on_watch_finished(SoupServerMessage *msg, gpointer data)
+{
+  Watcher *w = data;
+  g_ptr_array_remove(w->api->watchers, w);
+}
+
+static void on_vm_changed(VmletManager *mgr, VmletVm *vm, gpointer data)
+{
+  VmletApi *api = data;
+  for (guint i = 0; i < api->watchers->len; i++) {
+    Watcher *w = api->watchers->pdata[i];
+    if (!w->namespace || g_str_equal(w->namespace, vmlet_vm_get_namespace(vm)))
+      send_event(w, "MODIFIED", vmlet_vm_to_json(vm));
+  }
+}
+
+static void on_vm_removed(VmletManager *mgr, const char *ns, const char *name, gpointer data)
+{
+  VmletApi *api = data;
+  for (guint i = 0; i < api->watchers->len; i++) {
+    Watcher *w = api->watchers->pdata[i];
+    if (w->namespace && !g_str_equal(w->namespace, ns))
+      continue;
+    JsonObject *o = json_object_new();
+    json_object_set_string_member(o, "apiVersion", "virtualization.deckhouse.io/v1alpha2");
+    json_object_set_string_member(o, "kind", "VirtualMachine");
+    JsonObject *md = json_object_new();
+    json_object_set_string_member(md, "name", name);
+    json_object_set_string_member(md, "namespace", ns);
+    json_object_set_object_member(o, "metadata", md);
+    JsonNode *n = json_node_new(JSON_NODE_OBJECT);
+    json_node_take_object(n, o);
+    send_event(w, "DELETED", n);
+  }
+}
+
+/* Starts a watch: the current VMs as ADDED events, then every change as it happens. */
+static void start_watch(VmletApi *api, SoupServerMessage *msg, const char *ns, const char *name)
+{
+  if (name) {
+    respond_error(msg, 400, "BadRequest", "watch a collection, not one VM");
+    return;
+  }
+  if (api->watchers->len >= MAX_WATCHERS) {
+    respond_error(msg, 503, "ServiceUnavailable", "too many watchers");
+    return;
+  }
+  Watcher *w = g_new0(Watcher, 1);
+  w->api = api;
+  w->msg = msg;
+  w->namespace = g_strdup(ns);
+  g_ptr_array_add(api->watchers, w);
+  soup_server_message_set_status(msg, 200, NULL);
+  SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
+  soup_message_headers_set_encoding(h, SOUP_ENCODING_CHUNKED);
+  soup_message_headers_set_content_type(h, "application/json", NULL);
+  /* Written chunks are dropped, or a long watch would keep every event it ever sent. */
+  soup_message_body_set_accumulate(soup_server_message_get_response_body(msg), FALSE);
+  g_signal_connect(msg, "wrote-body-data", G_CALLBACK(on_watch_wrote), w);
+  g_signal_connect(msg, "finished", G_CALLBACK(on_watch_finished), w);
+  g_autoptr(GPtrArray) vms = vmlet_manager_list(api->mgr);
+  for (guint i = 0; i < vms->len; i++)
+    if (!ns || g_str_equal(ns, vmlet_vm_get_namespace(vms->pdata[i])))
+      send_event(w, "ADDED", vmlet_vm_to_json(vms->pdata[i]));
+  /* No pause: with a chunked body libsoup waits by itself when the appended chunks run
+   * out, and send_event unpauses it for the next one. */
+}
+
+static gboolean wants_watch(GHashTable *query)
+{
+  const char *w = query ? g_hash_table_lookup(query, "watch") : NULL;
+  return w && (g_str_equal(w, "true") || g_str_equal(w, "1"));
+}
+
+static JsonNode *list_node(JsonArray *items)
+{
+  JsonObject *o = json_object_new();
+  json_object_set_string_member(o, "apiVersion", "v1");
+  json_object_set_string_member(o, "kind", "List");
+  json_object_set_array_member(o, "items", items);
+  JsonNode *n = json_node_new(JSON_NODE_OBJECT);
+  json_node_take_object(n, o);
+  return n;
+}
+
+static gboolean peer_allowed(VmletApi *api, SoupServerMessage *msg, char **why)
+{
+  GSocket *sock = soup_server_message_get_socket(msg);
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+  if (!sock || getsockopt(g_socket_get_fd(sock), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+    *why = g_strdup("cannot read the peer's credentials");
+    return FALSE;
+  }
+  if (cred.uid == 0)
+    return TRUE;
+  if (api->have_group) {
+    if (cred.gid == api->group)
+      return TRUE;
+    /* Supplementary groups of the peer: from /proc, as SO_PEERCRED carries only one. */
+    g_autofree char *path = g_strdup_printf("/proc/%d/status", (int)cred.pid);
+    g_autofree char *status = NULL;
+    if (vmlet_read_file_bounded(path, 64 * 1024, &status, NULL, NULL)) {
+      const char *groups = strstr(status, "\nGroups:");
+      if (groups) {
+        g_autofree char *line = g_strndup(groups + 8, strcspn(groups + 8, "\n"));
+        g_auto(GStrv) ids = g_strsplit_set(line, " \t", -1);
+        for (guint i = 0; ids[i]; i++)
+          if (*ids[i] && (gid_t)g_ascii_strtoull(ids[i], NULL, 10) == api->group)
+            return TRUE;
+      }
+    }
+  }
+  *why = g_strdup_printf("uid %u is not allowed to use vmletd: only root%s may", cred.uid,
+                         api->have_group ? " and members of the API group" : "");
+  return FALSE;
+}
+
+/* The request body as bytes (bounded in handle() before any route runs). */
+static GBytes *request_body(SoupServerMessage *msg)
+{
+  return soup_message_body_flatten(soup_server_message_get_request_body(msg));
+}
+
+static void respond_vm_not_found(SoupServerMessage *msg, const char *ns, const char *name)
+{
+  g_autofree char *m = g_strdup_printf("virtualmachines \"%s\" not found in namespace \"%s\"",
+                                       name, ns);
+  respond_error(msg, 404, "NotFound", m);
+}
+
+/* The request body as a JSON object, or NULL with line:column errors named after source. */
+static JsonNode *request_json(SoupServerMessage *msg, const char *source, GError **error)
+{
+  gsize len = 0;
+  g_autoptr(GBytes) bytes = request_body(msg);
+  const char *data = g_bytes_get_data(bytes, &len);
+  return vmlet_json_parse(source, data ? data : "", (gssize)len, error);
+}
+
+static void get_vms(VmletApi *api, SoupServerMessage *msg, const char *ns, const char *name)
+{
+  if (name) {
+    VmletVm *vm = vmlet_manager_lookup(api->mgr, ns, name);
+    if (!vm) {
+      respond_vm_not_found(msg, ns, name);
+      return;
+    }
+    g_autoptr(JsonNode) n = vmlet_vm_to_json(vm);
+    respond_json(msg, 200, n);
+    return;
+  }
+  JsonArray *items = json_array_new();
+  g_autoptr(GPtrArray) vms = vmlet_manager_list(api->mgr);
+  for (guint i = 0; i < vms->len; i++) {
+    VmletVm *vm = vms->pdata[i];
+    if (ns && !g_str_equal(ns, vmlet_vm_get_namespace(vm)))
+      continue;
+    json_array_add_element(items, vmlet_vm_to_json(vm));
+  }
+  g_autoptr(JsonNode) n = list_node(items);
+  respond_json(msg, 200, n);
+}
+
+static char *dropin_path(VmletApi *api, const char *ns, const char *name)
+{
+  const VmletNode *node = vmlet_manager_get_node(api->mgr);
+  g_autofree char *file = g_str_equal(ns, VMLET_DEFAULT_NAMESPACE)
+                              ? g_strdup_printf("%s.json", name)
+                              : g_strdup_printf("%s.%s.json", ns, name);
+  return g_build_filename(node->config_dir, "vms.d", file, NULL);
+}
+
+/* Replacing a List drop-in with one VM would silently drop its other objects. */
+static gboolean dropin_holds_list(const char *path)
+{
+  g_autofree char *data = NULL;
+  gsize len = 0;
+  if (!vmlet_read_file_bounded(path, VMLET_MAX_DROPIN_BYTES, &data, &len, NULL))
+    return FALSE;
+  g_autoptr(JsonNode) root = vmlet_json_parse(path, data, (gssize)len, NULL);
+  return root && json_object_has_member(json_node_get_object(root), "items");
+}
+
+static void put_vm(VmletApi *api, SoupServerMessage *msg, const char *ns, const char *name)
+{
+  gsize len = 0;
+  g_autoptr(GBytes) bytes = request_body(msg);
+  const char *data = g_bytes_get_data(bytes, &len);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *source = g_strdup_printf("%s/%s", ns, name);
+  /* Validate exactly as the daemon will read it; refuse before touching the drop-in. */
+  g_autoptr(GPtrArray) objs = vmlet_objects_parse(source, data ? data : "", len, NULL, &error);
+  if (!objs) {
+    respond_error(msg, 422, "Invalid", error->message);
+    return;
+  }
+  VmletObject *o = objs->len == 1 ? objs->pdata[0] : NULL;
+  if (!o || o->kind != VMLET_KIND_VIRTUAL_MACHINE || !g_str_equal(o->vm->meta.name, name) ||
+      !g_str_equal(o->vm->meta.namespace, ns)) {
+    g_autofree char *m = g_strdup_printf("%s: expected one VirtualMachine named \"%s\" in "
+                                         "namespace \"%s\"", source, name, ns);
+    respond_error(msg, 422, "Invalid", m);
+    return;
+  }
+  /* An existing VM keeps its drop-in file; a new one gets <config-dir>/vms.d/NAME.json. */
+  VmletVm *existing = vmlet_manager_lookup(api->mgr, ns, name);
+  g_autofree char *path = existing && vmlet_vm_get_source(existing)
+                              ? g_strdup(vmlet_vm_get_source(existing))
+                              : dropin_path(api, ns, name);
+  if (dropin_holds_list(path)) {
+    g_autofree char *m = g_strdup_printf("%s holds a List; edit that file directly", path);
+    respond_error(msg, 409, "Conflict", m);
+    return;
+  }
+  if (!vmlet_write_file_atomic(path, data, len, 0640, &error)) {
+    respond_error(msg, 500, "InternalError", error->message);
+    return;
+  }
+  vmlet_manager_reload(api->mgr);
+  VmletVm *vm = vmlet_manager_lookup(api->mgr, ns, name);
+  g_autoptr(JsonNode) n = vm ? vmlet_vm_to_json(vm) : json_node_init_object(json_node_alloc(), json_object_new());
+  respond_json(msg, 200, n);
+}
+
+/* RFC 7386 merge patch (kubectl patch --type merge) on the VM's own drop-in: the result is
+ * validated like any drop-in and written atomically; an invalid result changes nothing. */
+static void patch_vm(VmletApi *api, SoupServerMessage *msg, const char *ns, const char *name)
+{
+  VmletVm *vm = vmlet_manager_lookup(api->mgr, ns, name);
+  const char *source = vm ? vmlet_vm_get_source(vm) : NULL;
+  if (!source) {
+    respond_vm_not_found(msg, ns, name);
+    return;
+  }
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) patch = request_json(msg, "patch", &error);
+  g_autofree char *current = NULL;
+  gsize clen = 0;
+  g_autoptr(JsonNode) doc = NULL;
+  if (patch && vmlet_read_file_bounded(source, VMLET_MAX_DROPIN_BYTES, &current, &clen, &error))
+    doc = vmlet_json_parse(source, current, (gssize)clen, &error);
+  if (!doc) {
+    respond_error(msg, patch ? 409 : 400, patch ? "Conflict" : "BadRequest", error->message);
+    return;
+  }
+  JsonObject *root = json_node_get_object(doc);
+  if (json_object_has_member(root, "items")) {
+    g_autofree char *m = g_strdup_printf("%s holds a List; edit that file directly", source);
+    respond_error(msg, 409, "Conflict", m);
+    return;
+  }
+  g_autoptr(JsonNode) merged = vmlet_merge_patch(doc, patch);
+  g_autofree char *text = json_to_string(merged, TRUE);
+  g_autoptr(GPtrArray) objs = vmlet_objects_parse(source, text, strlen(text), NULL, &error);
+  VmletObject *o = objs && objs->len == 1 ? objs->pdata[0] : NULL;
+  if (!o || o->kind != VMLET_KIND_VIRTUAL_MACHINE || !g_str_equal(o->vm->meta.name, name) ||
+      !g_str_equal(o->vm->meta.namespace, ns)) {
+    respond_error(msg, 422, "Invalid",
+                  error ? error->message : "the patch must keep the VM's kind, name and namespace");
+    return;
+  }
+  if (!vmlet_write_file_atomic(source, text, strlen(text), 0640, &error)) {
+    respond_error(msg, 500, "InternalError", error->message);
+    return;
+  }
+  vmlet_manager_reload(api->mgr);
+  vm = vmlet_manager_lookup(api->mgr, ns, name);
+  g_autoptr(JsonNode) n = vmlet_vm_to_json(vm);
+  respond_json(msg, 200, n);
+}
+
+static void delete_vm(VmletApi *api, SoupServerMessage *msg, const char *ns, const char *name)
+{
+  g_autofree char *path = dropin_path(api, ns, name);
+  if (unlink(path) < 0) {
+    g_autofree char *m = errno == ENOENT
+                             ? g_strdup_printf("virtualmachines \"%s\" has no drop-in %s (only "
+                                               "VMs created through the API can be deleted "
+                                               "through it)", name, path)
+                             : g_strdup_printf("%s: %s", path, g_strerror(errno));
+    respond_error(msg, errno == ENOENT ? 404 : 500, errno == ENOENT ? "NotFound" : "InternalError",
+                  m);
+    return;
+  }
+  vmlet_manager_reload(api->mgr);
+  respond_error(msg, 200, "Deleted", "deletion started: the VM is Terminating");
+}
+
+static void operations(VmletApi *api, SoupServerMessage *msg, const char *method, const char *ns)
+{
+  if (g_str_equal(method, "GET")) {
+    JsonArray *items = json_array_new();
+    g_autoptr(GPtrArray) vms = vmlet_manager_list(api->mgr);
+    for (guint i = 0; i < vms->len; i++) {
+      if (!g_str_equal(ns, vmlet_vm_get_namespace(vms->pdata[i])))
+        continue;
+      g_autoptr(JsonNode) ops = vmlet_vm_operations_json(vms->pdata[i]);
+      JsonArray *arr = json_node_get_array(ops);
+      for (guint j = 0; j < json_array_get_length(arr); j++)
+        json_array_add_element(items, json_node_copy(json_array_get_element(arr, j)));
+    }
+    g_autoptr(JsonNode) n = list_node(items);
+    respond_json(msg, 200, n);
+    return;
+  }
+  g_autoptr(GError) error = NULL;
+  g_autoptr(JsonNode) root = request_json(msg, "request", &error);
+  if (!root) {
+    respond_error(msg, 400, "BadRequest", error->message);
+    return;
+  }
+  g_autoptr(VmletDiag) d = vmlet_diag_new("VirtualMachineOperation");
+  JsonObject *spec = NULL;
+  const char *vm_name = NULL;
+  guint type = 0;
+  gboolean force = FALSE;
+  static const char *const types[] = {"Start", "Stop", "Restart", NULL};
+  if (jv_get_object(d, json_node_get_object(root), "", "spec", JV_REQUIRED, &spec)) {
+    vmlet_get_name(d, spec, "spec", "virtualMachineName", JV_REQUIRED, &vm_name);
+    jv_get_enum(d, spec, "spec", "type", JV_REQUIRED, types, &type);
+    jv_get_bool(d, spec, "spec", "force", JV_OPTIONAL, &force);
+  }
+  if (!vmlet_diag_check(d, &error)) {
+    respond_error(msg, 422, "Invalid", error->message);
+    return;
+  }
+  VmletVm *vm = vmlet_manager_lookup(api->mgr, ns, vm_name);
+  if (!vm) {
+    respond_vm_not_found(msg, ns, vm_name);
+    return;
+  }
+  g_autofree char *uid = vmlet_vm_operate(vm, (VmOpType)type, force, &error);
+  if (!uid) {
+    respond_error(msg, 409, "Conflict", error->message);
+    return;
+  }
+  g_autoptr(JsonNode) ops = vmlet_vm_operations_json(vm);
+  JsonArray *arr = json_node_get_array(ops);
+  respond_json(msg, 201, json_array_get_element(arr, json_array_get_length(arr) - 1));
+}
+
+static void handle(SoupServer *server, SoupServerMessage *msg, const char *path,
+                   GHashTable *query, gpointer data)
+{
+  VmletApi *api = data;
+  g_autofree char *why = NULL;
+  if (!peer_allowed(api, msg, &why)) {
+    respond_error(msg, 403, "Forbidden", why);
+    return;
+  }
+  const char *method = soup_server_message_get_method(msg);
+  SoupMessageBody *body = soup_server_message_get_request_body(msg);
+  if (body->length > MAX_BODY_BYTES) {
+    respond_error(msg, 413, "RequestEntityTooLarge", "request body larger than 1 MiB");
+    return;
+  }
+  if (g_str_equal(path, "/healthz")) {
+    g_autoptr(JsonNode) n = json_from_string("{\"status\": \"ok\"}", NULL);
+    respond_json(msg, 200, n);
+    return;
+  }
+  if (!g_str_has_prefix(path, API_PREFIX "/")) {
+    respond_error(msg, 404, "NotFound", "unknown path");
+    return;
+  }
+  g_auto(GStrv) parts = g_strsplit(path + strlen(API_PREFIX "/"), "/", 6);
+  guint n = g_strv_length(parts);
+  if (n == 1 && g_str_equal(parts[0], "virtualmachines") && g_str_equal(method, "GET")) {
+    if (wants_watch(query))
+      start_watch(api, msg, NULL, NULL);
+    else
+      get_vms(api, msg, NULL, NULL);
+    return;
+  }
+  if (n < 3 || !g_str_equal(parts[0], "namespaces") || !vmlet_is_dns1123_label(parts[1])) {
+    respond_error(msg, 404, "NotFound", "unknown path");
+    return;
+  }
+  const char *ns = parts[1], *resource = parts[2], *name = n > 3 ? parts[3] : NULL;
+  if (n > 4 || (name && !vmlet_is_dns1123_label(name))) {
+    respond_error(msg, 404, "NotFound", "unknown path");
+    return;
+  }
+  if (g_str_equal(resource, "virtualmachines")) {
+    if (g_str_equal(method, "GET") && wants_watch(query))
+      start_watch(api, msg, ns, name);
+    else if (g_str_equal(method, "GET"))
+      get_vms(api, msg, ns, name);
+    else if (g_str_equal(method, "PUT") && name)
+      put_vm(api, msg, ns, name);
+    else if (g_str_equal(method, "DELETE") && name)
+      delete_vm(api, msg, ns, name);
+    else if (g_str_equal(method, "PATCH") && name)
+      patch_vm(api, msg, ns, name);
+    else
+      respond_error(msg, 405, "MethodNotAllowed", "use GET, PUT, PATCH or DELETE");
+    return;
+  }
+  if (g_str_equal(resource, "virtualmachineoperations") && !name &&
+      (g_str_equal(method, "GET") || g_str_equal(method, "POST"))) {
+    operations(api, msg, method, ns);
+    return;
+  }
+  respond_error(msg, 404, "NotFound", "unknown path");
+}
+
+VmletApi *vmlet_api_new(VmletManager *mgr, const char *socket_path, const char *group,
+                        GError **error)
+{
+  g_autoptr(VmletApi) api = g_new0(VmletApi, 1);
+  api->mgr = g_object_ref(mgr);
+  api->socket_path = g_strdup(socket_path);
+  api->watchers = g_ptr_array_new_with_free_func(watcher_free);
+  api->changed_id = g_signal_connect(mgr, "vm-changed", G_CALLBACK(on_vm_changed), api);
+  api->removed_id = g_signal_connect(mgr, "vm-removed", G_CALLBACK(on_vm_removed), api);
+  if (group) {
+    struct group *gr = getgrnam(group);
+    if (gr) {
+      api->group = gr->gr_gid;
+      api->have_group = TRUE;
+    }
+  }
+  g_autofree char *dir = g_path_get_dirname(socket_path);
+  if (g_mkdir_with_parents(dir, 0750) < 0) {
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: %s", dir, g_strerror(errno));
+    return NULL;
+  }
+  /* A socket left by a previous (killed) vmletd would make bind fail. */
+  unlink(socket_path);
+  g_autoptr(GSocket) sock = g_socket_new(G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM,
+                                         G_SOCKET_PROTOCOL_DEFAULT, error);
+  if (!sock)
+    return NULL;
+  g_autoptr(GSocketAddress) addr = g_unix_socket_address_new(socket_path);
+  /* Bind with a umask that leaves no window where others could connect. */
+  mode_t old = umask(0117);
+  gboolean bound = g_socket_bind(sock, addr, TRUE, error);
+  umask(old);
+  if (!bound || !g_socket_listen(sock, error)) {
+    g_prefix_error(error, "%s: ", socket_path);
+    return NULL;
+  }
+  if (api->have_group && chown(socket_path, 0, api->group) < 0) {
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: chown: %s", socket_path,
+                g_strerror(errno));
+    return NULL;
+  }
+  chmod(socket_path, 0660);
+  api->server = soup_server_new("server-header", "vmletd", NULL);
+  soup_server_add_handler(api->server, NULL, handle, api, NULL);
+  if (!soup_server_listen_socket(api->server, sock, 0, error)) {
+    g_prefix_error(error, "%s: ", socket_path);
+    return NULL;
+  }
+  return g_steal_pointer(&api);
+}
+
+void vmlet_api_free(VmletApi *api)
+{
+  if (!api)
+    return;
+  if (api->mgr) {
+    g_clear_signal_handler(&api->changed_id, api->mgr);
+    g_clear_signal_handler(&api->removed_id, api->mgr);
+  }
+  if (api->server) {
+    soup_server_disconnect(api->server);
+    g_object_unref(api->server);
+  }
+  if (api->watchers)
+    g_ptr_array_unref(api->watchers);
+  if (api->socket_path)
+    unlink(api->socket_path);
+  g_free(api->socket_path);
+  g_clear_object(&api->mgr);
+  g_free(api);
+}

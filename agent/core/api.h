@@ -1,0 +1,26 @@
+/* vmletd's HTTP+JSON API on a unix socket (libsoup), so `curl --unix-socket` works.
+ *
+ *   GET    /healthz
+ *   GET    /apis/virtualization.deckhouse.io/v1alpha2/virtualmachines
+ *   GET    /apis/virtualization.deckhouse.io/v1alpha2/namespaces/NS/virtualmachines[/NAME]
+ *   PUT    .../namespaces/NS/virtualmachines/NAME       apply: validate, write the drop-in
+ *   PATCH  .../namespaces/NS/virtualmachines/NAME       RFC 7386 merge patch of the drop-in
+ *   DELETE .../namespaces/NS/virtualmachines/NAME       remove the drop-in
+ *   GET    .../namespaces/NS/virtualmachineoperations
+ *   POST   .../namespaces/NS/virtualmachineoperations  {spec: {virtualMachineName, type, force}}
+ *
+ * Only root and members of the node's API group may connect (SO_PEERCRED; the socket is
+ * mode 0660); others get 403 with the reason. Request bodies are bounded. */
+#pragma once
+
+#include <gio/gio.h>
+
+#include "manager.h"
+
+typedef struct _VmletApi VmletApi;
+
+/* Listens on socket_path (replacing a stale socket). group may be NULL: root only. */
+VmletApi *vmlet_api_new(VmletManager *mgr, const char *socket_path, const char *group,
+                        GError **error);
+void vmlet_api_free(VmletApi *api);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmletApi, vmlet_api_free)

@@ -1,0 +1,98 @@
+#include "daemon.h"
+
+#include <stdio.h>
+#include <syslog.h>
+
+#include <signal.h>
+
+#include <glib-unix.h>
+
+#include "api.h"
+#include "log.h"
+#include "manager.h"
+#include "notify.h"
+
+static gboolean on_quit_signal(gpointer data)
+{
+  g_main_loop_quit(data);
+  return G_SOURCE_CONTINUE;
+}
+
+typedef struct {
+  VmletManager *mgr;
+  GHashTable *last_phase; /* "ns.name" -> phase name last logged */
+} DaemonState;
+
+static void report_status(DaemonState *st)
+{
+  g_autofree char *summary = vmlet_manager_summary(st->mgr);
+  g_autoptr(GError) error = NULL;
+  if (!vmlet_notify_status(&error, "%s", summary))
+    vmlet_log(LOG_WARNING, NULL, "sd_notify: %s", error->message);
+}
+
+static void on_vm_changed(VmletManager *mgr, VmletVm *vm, gpointer data)
+{
+  DaemonState *st = data;
+  g_autofree char *key =
+      g_strdup_printf("%s.%s", vmlet_vm_get_namespace(vm), vmlet_vm_get_name(vm));
+  const char *phase = vm_phase_name(vmlet_vm_get_phase(vm));
+  /* "changed" also fires for operations and conditions; log phase changes only. */
+  if (g_strcmp0(g_hash_table_lookup(st->last_phase, key), phase) == 0)
+    return;
+  vmlet_log(LOG_INFO, key, "phase %s", phase);
+  g_hash_table_replace(st->last_phase, g_steal_pointer(&key), g_strdup(phase));
+  report_status(st);
+}
+
+static void on_vm_removed(VmletManager *mgr, const char *ns, const char *name, gpointer data)
+{
+  DaemonState *st = data;
+  g_autofree char *key = g_strdup_printf("%s.%s", ns, name);
+  vmlet_log(LOG_INFO, key, "removed");
+  g_hash_table_remove(st->last_phase, key);
+  report_status(st);
+}
+
+int vmlet_daemon_run(VmletNode *node, const VmletDaemonOptions *opts)
+{
+  g_autofree char *socket_path = opts->socket_path
+                                     ? g_strdup(opts->socket_path)
+                                     : g_build_filename(node->run_dir, "vmletd.sock", NULL);
+  g_autoptr(GMainLoop) loop = g_main_loop_new(NULL, FALSE);
+  g_autoptr(VmletManager) mgr = vmlet_manager_new(node);
+  g_autoptr(GHashTable) last_phase =
+      g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  DaemonState st = {.mgr = mgr, .last_phase = last_phase};
+  g_signal_connect(mgr, "vm-changed", G_CALLBACK(on_vm_changed), &st);
+  g_signal_connect(mgr, "vm-removed", G_CALLBACK(on_vm_removed), &st);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VmletApi) api = vmlet_api_new(mgr, socket_path, opts->api_group, &error);
+  if (!api) {
+    vmlet_log(LOG_ERR, NULL, "%s", error->message);
+    return 1;
+  }
+  vmlet_manager_start(mgr);
+  GPtrArray *problems = vmlet_manager_problems(mgr);
+  for (guint i = 0; i < problems->len; i++)
+    vmlet_log(LOG_WARNING, NULL, "%s", (const char *)problems->pdata[i]);
+  guint sigterm = g_unix_signal_add(SIGTERM, on_quit_signal, loop);
+  guint sigint = g_unix_signal_add(SIGINT, on_quit_signal, loop);
+  guint watchdog = vmlet_watchdog_start();
+  g_autofree char *summary = vmlet_manager_summary(mgr);
+  vmlet_log(LOG_INFO, NULL, "ready on %s (%s)", socket_path, summary);
+  if (!vmlet_notify_ready(&error)) {
+    vmlet_log(LOG_WARNING, NULL, "sd_notify: %s", error->message);
+    g_clear_error(&error);
+  }
+  report_status(&st);
+  g_main_loop_run(loop);
+  vmlet_notify_stopping(NULL);
+  if (watchdog)
+    g_source_remove(watchdog);
+  g_source_remove(sigterm);
+  g_source_remove(sigint);
+  g_signal_handlers_disconnect_by_data(mgr, &st);
+  vmlet_log(LOG_INFO, NULL, "stopping; running VMs keep running");
+  return 0;
+}

@@ -1,0 +1,292 @@
+#include "manager.h"
+
+#include "strutil.h"
+
+#include <string.h>
+
+#include "meta.h"
+#include "objects.h"
+#include "render.h"
+#include "vmrecord.h"
+
+/* Editors write a file in several steps; one reload after the burst is enough. */
+#define RELOAD_DEBOUNCE_MS 200
+
+struct _VmletManager {
+  GObject parent;
+  VmletVmEnv env;
+  GHashTable *vms;      /* "namespace/name" -> VmletVm * */
+  GPtrArray *monitors;  /* GFileMonitor * */
+  GPtrArray *problems;  /* char * */
+  guint reload_timer;
+};
+
+enum { SIGNAL_VM_CHANGED, SIGNAL_VM_REMOVED, N_SIGNALS };
+static guint signals[N_SIGNALS];
+
+G_DEFINE_TYPE(VmletManager, vmlet_manager, G_TYPE_OBJECT)
+
+static void vmlet_manager_finalize(GObject *obj)
+{
+  VmletManager *mgr = VMLET_MANAGER(obj);
+  g_clear_handle_id(&mgr->reload_timer, g_source_remove);
+  g_ptr_array_unref(mgr->monitors);
+  GHashTableIter it;
+  gpointer v;
+  g_hash_table_iter_init(&it, mgr->vms);
+  while (g_hash_table_iter_next(&it, NULL, &v))
+    g_signal_handlers_disconnect_by_data(v, mgr);
+  g_hash_table_unref(mgr->vms);
+  g_ptr_array_unref(mgr->problems);
+  vmlet_inventory_free(mgr->env.inv);
+  vmlet_node_free(mgr->env.node);
+  G_OBJECT_CLASS(vmlet_manager_parent_class)->finalize(obj);
+}
+
+static void vmlet_manager_class_init(VmletManagerClass *klass)
+{
+  G_OBJECT_CLASS(klass)->finalize = vmlet_manager_finalize;
+  signals[SIGNAL_VM_CHANGED] = g_signal_new("vm-changed", VMLET_TYPE_MANAGER, G_SIGNAL_RUN_LAST,
+                                            0, NULL, NULL, NULL, G_TYPE_NONE, 1, VMLET_TYPE_VM);
+  signals[SIGNAL_VM_REMOVED] = g_signal_new("vm-removed", VMLET_TYPE_MANAGER, G_SIGNAL_RUN_LAST,
+                                            0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING,
+                                            G_TYPE_STRING);
+}
+
+static void vmlet_manager_init(VmletManager *mgr)
+{
+  mgr->vms = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_object_unref);
+  mgr->monitors = g_ptr_array_new_with_free_func(g_object_unref);
+  mgr->problems = g_ptr_array_new_with_free_func(g_free);
+}
+
+VmletManager *vmlet_manager_new(VmletNode *node)
+{
+  VmletManager *mgr = g_object_new(VMLET_TYPE_MANAGER, NULL);
+  mgr->env.node = node;
+  mgr->env.inv = vmlet_inventory_new();
+  return mgr;
+}
+
+const VmletNode *vmlet_manager_get_node(VmletManager *mgr)
+{
+  return mgr->env.node;
+}
+
+GPtrArray *vmlet_manager_problems(VmletManager *mgr)
+{
+  return mgr->problems;
+}
+
+static char *key_for(const char *ns, const char *name)
+{
+  return g_strdup_printf("%s/%s", ns, name);
+}
+
+VmletVm *vmlet_manager_lookup(VmletManager *mgr, const char *ns, const char *name)
+{
+  g_autofree char *key = key_for(ns, name);
+  return g_hash_table_lookup(mgr->vms, key);
+}
+
+static gint compare_vms(gconstpointer a, gconstpointer b)
+{
+  VmletVm *x = *(VmletVm *const *)a, *y = *(VmletVm *const *)b;
+  int c = strcmp(vmlet_vm_get_namespace(x), vmlet_vm_get_namespace(y));
+  return c ? c : strcmp(vmlet_vm_get_name(x), vmlet_vm_get_name(y));
+}
+
+GPtrArray *vmlet_manager_list(VmletManager *mgr)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func(g_object_unref);
+  GHashTableIter it;
+  gpointer v;
+  g_hash_table_iter_init(&it, mgr->vms);
+  while (g_hash_table_iter_next(&it, NULL, &v))
+    g_ptr_array_add(out, g_object_ref(v));
+  g_ptr_array_sort(out, compare_vms);
+  return out;
+}
+
+char *vmlet_manager_summary(VmletManager *mgr)
+{
+  guint counts[VM_PHASE_TERMINATING + 1] = {0};
+  GHashTableIter it;
+  gpointer v;
+  g_hash_table_iter_init(&it, mgr->vms);
+  while (g_hash_table_iter_next(&it, NULL, &v))
+    counts[vmlet_vm_get_phase(v)]++;
+  GString *s = g_string_new(NULL);
+  g_string_printf(s, "%u VMs", g_hash_table_size(mgr->vms));
+  const char *sep = ": ";
+  for (guint p = 0; p <= VM_PHASE_TERMINATING; p++)
+    if (counts[p]) {
+      g_string_append_printf(s, "%s%u %s", sep, counts[p], vm_phase_name((VmPhase)p));
+      sep = ", ";
+    }
+  return g_string_free(s, FALSE);
+}
+
+static void on_vm_changed(VmletVm *vm, VmletManager *mgr)
+{
+  g_signal_emit(mgr, signals[SIGNAL_VM_CHANGED], 0, vm);
+}
+
+static void on_vm_gone(VmletVm *vm, VmletManager *mgr)
+{
+  g_autofree char *ns = g_strdup(vmlet_vm_get_namespace(vm));
+  g_autofree char *name = g_strdup(vmlet_vm_get_name(vm));
+  g_autofree char *key = key_for(ns, name);
+  g_signal_handlers_disconnect_by_data(vm, mgr);
+  g_hash_table_remove(mgr->vms, key);
+  g_signal_emit(mgr, signals[SIGNAL_VM_REMOVED], 0, ns, name);
+}
+
+static VmletVm *ensure_vm(VmletManager *mgr, const char *ns, const char *name)
+{
+  g_autofree char *key = key_for(ns, name);
+  VmletVm *vm = g_hash_table_lookup(mgr->vms, key);
+  if (vm)
+    return vm;
+  vm = vmlet_vm_new(ns, name, &mgr->env);
+  g_signal_connect(vm, "changed", G_CALLBACK(on_vm_changed), mgr);
+  g_signal_connect(vm, "gone", G_CALLBACK(on_vm_gone), mgr);
+  g_hash_table_insert(mgr->vms, g_steal_pointer(&key), vm);
+  return vm;
+}
+
+/* A drop-in that does not even name its VM is reported under its file name, so a person
+ * still sees it as a Pending VM with the reason. */
+static char *name_from_file(const char *file)
+{
+  g_autofree char *base = g_path_get_basename(file);
+  char *dot = strrchr(base, '.');
+  if (dot)
+    *dot = '\0';
+  return vmlet_is_dns1123_label(base) ? g_strdup(base) : NULL;
+}
+
+static void load_vms(VmletManager *mgr, GHashTable *seen)
+{
+  g_autofree char *dir = g_build_filename(mgr->env.node->config_dir, "vms.d", NULL);
+  g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+  g_autoptr(GPtrArray) files = g_ptr_array_new_with_free_func(g_free);
+  const char *f;
+  while (d && (f = g_dir_read_name(d)))
+    if (f[0] != '.' && g_str_has_suffix(f, ".json") && files->len < 4096)
+      g_ptr_array_add(files, g_build_filename(dir, f, NULL));
+  g_ptr_array_sort(files, vmlet_compare_str_ptrs);
+  for (guint i = 0; i < files->len; i++) {
+    const char *path = files->pdata[i];
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GPtrArray) objs = vmlet_objects_load_file(path, path, NULL, &error);
+    if (!objs) {
+      g_autofree char *name = name_from_file(path);
+      if (!name) {
+        g_ptr_array_add(mgr->problems, g_strdup(error->message));
+        continue;
+      }
+      g_autofree char *key = key_for(VMLET_DEFAULT_NAMESPACE, name);
+      if (g_hash_table_contains(seen, key))
+        continue;
+      VmletVm *vm = ensure_vm(mgr, VMLET_DEFAULT_NAMESPACE, name);
+      vmlet_vm_set_spec(vm, NULL, path, error->message);
+      g_hash_table_insert(seen, g_steal_pointer(&key), g_strdup(path));
+      continue;
+    }
+    for (guint j = 0; j < objs->len; j++) {
+      VmletObject *o = objs->pdata[j];
+      if (o->kind != VMLET_KIND_VIRTUAL_MACHINE) {
+        vmlet_inventory_add(mgr->env.inv, o);
+        continue;
+      }
+      g_autofree char *key = key_for(o->vm->meta.namespace, o->vm->meta.name);
+      const char *other = g_hash_table_lookup(seen, key);
+      if (other) {
+        g_ptr_array_add(mgr->problems,
+                        g_strdup_printf("%s: VirtualMachine %s is already defined in %s; this "
+                                        "definition is ignored", path, key, other));
+        continue;
+      }
+      VmletVm *vm = ensure_vm(mgr, o->vm->meta.namespace, o->vm->meta.name);
+      vmlet_vm_set_spec(vm, o->vm, path, NULL);
+      g_hash_table_insert(seen, g_steal_pointer(&key), g_strdup(path));
+    }
+  }
+}
+
+void vmlet_manager_reload(VmletManager *mgr)
+{
+  g_clear_handle_id(&mgr->reload_timer, g_source_remove);
+  g_ptr_array_set_size(mgr->problems, 0);
+  vmlet_inventory_free(mgr->env.inv);
+  mgr->env.inv = vmlet_node_inventory(mgr->env.node, mgr->problems, NULL);
+  g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  load_vms(mgr, seen);
+  /* VMs whose drop-in is gone are deleted: Terminating, stopped, forgotten. */
+  g_autoptr(GPtrArray) all = vmlet_manager_list(mgr);
+  for (guint i = 0; i < all->len; i++) {
+    VmletVm *vm = all->pdata[i];
+    g_autofree char *key = key_for(vmlet_vm_get_namespace(vm), vmlet_vm_get_name(vm));
+    if (!g_hash_table_contains(seen, key))
+      vmlet_vm_delete(vm);
+  }
+  g_ptr_array_unref(all);
+  all = vmlet_manager_list(mgr);
+  for (guint i = 0; i < all->len; i++)
+    vmlet_vm_reconcile(all->pdata[i]);
+}
+
+static gboolean on_reload_timer(gpointer data)
+{
+  VmletManager *mgr = data;
+  mgr->reload_timer = 0;
+  vmlet_manager_reload(mgr);
+  return G_SOURCE_REMOVE;
+}
+
+static void on_dir_changed(GFileMonitor *mon, GFile *file, GFile *other, GFileMonitorEvent ev,
+                           VmletManager *mgr)
+{
+  g_clear_handle_id(&mgr->reload_timer, g_source_remove);
+  mgr->reload_timer = g_timeout_add(RELOAD_DEBOUNCE_MS, on_reload_timer, mgr);
+}
+
+static void watch_dir(VmletManager *mgr, const char *path)
+{
+  g_autoptr(GFile) dir = g_file_new_for_path(path);
+  g_autoptr(GError) error = NULL;
+  GFileMonitor *mon = g_file_monitor_directory(dir, G_FILE_MONITOR_WATCH_MOVES, NULL, &error);
+  if (!mon) {
+    g_ptr_array_add(mgr->problems, g_strdup_printf("%s: cannot watch: %s", path, error->message));
+    return;
+  }
+  g_signal_connect(mon, "changed", G_CALLBACK(on_dir_changed), mgr);
+  g_ptr_array_add(mgr->monitors, mon);
+}
+
+void vmlet_manager_start(VmletManager *mgr)
+{
+  const VmletNode *node = mgr->env.node;
+  /* Adopt first: a VM with a live QEMU must be known before any reconcile can start it. */
+  g_autoptr(GPtrArray) records = vmlet_vm_record_list(node->state_dir);
+  for (guint i = 0; i < records->len; i++) {
+    g_autoptr(GError) error = NULL;
+    VmletVmRecord *rec = vmlet_vm_record_load(records->pdata[i], &error);
+    if (!rec) {
+      g_ptr_array_add(mgr->problems, g_strdup(error->message));
+      continue;
+    }
+    VmletVm *vm = ensure_vm(mgr, rec->namespace, rec->name);
+    vmlet_vm_adopt(vm, rec);
+  }
+  static const char *const subdirs[] = {"vms.d", "classes.d", "disks.d", "images.d",
+                                        "secrets.d"};
+  for (gsize i = 0; i < G_N_ELEMENTS(subdirs); i++) {
+    g_autofree char *dir = g_build_filename(node->config_dir, subdirs[i], NULL);
+    /* Secrets' directory is private like the Secrets themselves. */
+    g_mkdir_with_parents(dir, g_str_equal(subdirs[i], "secrets.d") ? 0700 : 0750);
+    watch_dir(mgr, dir);
+  }
+  vmlet_manager_reload(mgr);
+}

@@ -1,0 +1,34 @@
+/* The node's VMs: drop-in directories in, VMs reconciled, status out.
+ *
+ * One GMainLoop drives everything. The manager reads <config-dir>/vms.d (and the classes,
+ * disks and images the VMs refer to), watches those directories, and on every change
+ * re-reads them and reconciles each VM. A drop-in that fails to load makes only its own VM
+ * Pending. At start-up every record in <state-dir>/vms is adopted before anything is
+ * started, so a restarted agent never starts a VM that is already running. */
+#pragma once
+
+#include <glib-object.h>
+
+#include "node.h"
+#include "vm.h"
+
+#define VMLET_TYPE_MANAGER (vmlet_manager_get_type())
+G_DECLARE_FINAL_TYPE(VmletManager, vmlet_manager, VMLET, MANAGER, GObject)
+
+/* Signals: "vm-changed" (VmletVm *vm), "vm-removed" (const char *namespace, const char *name). */
+
+/* Takes ownership of node. */
+VmletManager *vmlet_manager_new(VmletNode *node);
+/* Adopts records, loads drop-ins, starts watching, reconciles. */
+void vmlet_manager_start(VmletManager *mgr);
+/* Re-reads the drop-in directories now (the file monitors call this, debounced). */
+void vmlet_manager_reload(VmletManager *mgr);
+
+VmletVm *vmlet_manager_lookup(VmletManager *mgr, const char *namespace, const char *name);
+/* VMs sorted by namespace and name; the array holds references. */
+GPtrArray *vmlet_manager_list(VmletManager *mgr);
+const VmletNode *vmlet_manager_get_node(VmletManager *mgr);
+/* Problems with drop-ins that could not be attributed to a VM (e.g. a broken disk). */
+GPtrArray *vmlet_manager_problems(VmletManager *mgr);
+/* Counts per phase for the systemd STATUS= line: "3 VMs: 2 Running, 1 Stopped". */
+char *vmlet_manager_summary(VmletManager *mgr);

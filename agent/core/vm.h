@@ -1,0 +1,74 @@
+/* One VM on this node: the desired spec, its QEMU process, its phase.
+ *
+ * Phases are DVP's: Pending (cannot start: invalid spec, a missing dependency), Starting,
+ * Running, Stopping, Stopped, Terminating (drop-in removed). The run policy decides what
+ * happens when QEMU exits or the guest powers off; operations (Start, Stop, Restart) are
+ * checked against it. Every change is persisted in the VM's record before it is reported,
+ * and a restarted agent re-adopts the running QEMU from that record. */
+#pragma once
+
+#include <glib-object.h>
+#include <json-glib/json-glib.h>
+
+#include "node.h"
+#include "objects.h"
+#include "vmrecord.h"
+#include "vmspec.h"
+
+typedef enum {
+  VM_PHASE_PENDING,
+  VM_PHASE_STARTING,
+  VM_PHASE_RUNNING,
+  VM_PHASE_STOPPING,
+  VM_PHASE_STOPPED,
+  VM_PHASE_TERMINATING,
+} VmPhase;
+
+typedef enum {
+  VM_OP_START,
+  VM_OP_STOP,
+  VM_OP_RESTART,
+} VmOpType;
+
+/* What every VM of a node shares; owned by the manager, outlives its VMs. */
+typedef struct {
+  VmletNode *node;
+  VmletInventory *inv;
+} VmletVmEnv;
+
+#define VMLET_TYPE_VM (vmlet_vm_get_type())
+G_DECLARE_FINAL_TYPE(VmletVm, vmlet_vm, VMLET, VM, GObject)
+
+/* Signals: "changed" (phase, conditions or operations changed), "gone" (a Terminating VM
+ * has stopped and its record is deleted: drop it). */
+
+VmletVm *vmlet_vm_new(const char *namespace, const char *name, VmletVmEnv *env);
+const char *vmlet_vm_get_namespace(VmletVm *vm);
+const char *vmlet_vm_get_name(VmletVm *vm);
+VmPhase vmlet_vm_get_phase(VmletVm *vm);
+/* The drop-in file the VM comes from (NULL for a VM known only from its record). */
+const char *vmlet_vm_get_source(VmletVm *vm);
+const char *vm_phase_name(VmPhase phase);
+
+/* The desired spec from the drop-in, or NULL with the problem that makes it unusable (the
+ * VM then stays Pending with that reason; a running QEMU is left alone). */
+void vmlet_vm_set_spec(VmletVm *vm, VmSpec *spec, const char *source, const char *problem);
+
+/* Takes over a record found at start-up: re-adopts its QEMU if it still runs. Call before
+ * the first reconcile, so a running VM is never started twice. */
+void vmlet_vm_adopt(VmletVm *vm, VmletVmRecord *record);
+
+/* Acts on the difference between the desired and the actual state. */
+void vmlet_vm_reconcile(VmletVm *vm);
+
+/* Records an operation (VirtualMachineOperation) and starts acting on it. Returns its
+ * uid, or NULL with an error saying why the run policy or state refuses it. */
+char *vmlet_vm_operate(VmletVm *vm, VmOpType type, gboolean force, GError **error);
+
+/* The drop-in was removed: Terminating, stop QEMU (gracefully), delete the record, "gone". */
+void vmlet_vm_delete(VmletVm *vm);
+
+/* The VM in DVP's shape: apiVersion, kind, metadata, spec, status. */
+JsonNode *vmlet_vm_to_json(VmletVm *vm);
+/* Its recent VirtualMachineOperations, newest last. */
+JsonNode *vmlet_vm_operations_json(VmletVm *vm);

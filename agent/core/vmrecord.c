@@ -1,0 +1,195 @@
+#include "vmrecord.h"
+
+#include "strutil.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "diag.h"
+#include "fileio.h"
+#include "jsonval.h"
+#include "meta.h"
+#include "vmlet-error.h"
+
+#define RECORD_MAX_BYTES (256 * 1024)
+#define MAX_TRANSITIONS 32
+
+VmletVmRecord *vmlet_vm_record_new(const char *namespace, const char *name)
+{
+  VmletVmRecord *r = g_new0(VmletVmRecord, 1);
+  r->namespace = g_strdup(namespace);
+  r->name = g_strdup(name);
+  r->phase = g_strdup("Pending");
+  r->transitions = json_node_init_array(json_node_alloc(), json_array_new());
+  r->created_us = g_get_real_time();
+  return r;
+}
+
+void vmlet_vm_record_free(VmletVmRecord *r)
+{
+  if (!r)
+    return;
+  g_free(r->namespace);
+  g_free(r->name);
+  g_free(r->phase);
+  g_free(r->qmp_socket);
+  g_free(r->runtime_dir);
+  g_free(r->provisioning_digest);
+  if (r->started_spec)
+    json_node_unref(r->started_spec);
+  if (r->transitions)
+    json_node_unref(r->transitions);
+  g_free(r);
+}
+
+char *vmlet_vm_record_path(const char *state_dir, const char *namespace, const char *name)
+{
+  g_autofree char *file = g_strdup_printf("%s.%s.json", namespace, name);
+  return g_build_filename(state_dir, "vms", file, NULL);
+}
+
+void vmlet_vm_record_transition(VmletVmRecord *r, const char *phase, gint64 wall_us)
+{
+  JsonArray *arr = json_node_get_array(r->transitions);
+  while (json_array_get_length(arr) >= MAX_TRANSITIONS)
+    json_array_remove_element(arr, 0);
+  g_autoptr(GDateTime) dt = g_date_time_new_from_unix_utc(wall_us / G_USEC_PER_SEC);
+  g_autofree char *ts = g_date_time_format_iso8601(dt);
+  JsonObject *o = json_object_new();
+  json_object_set_string_member(o, "phase", phase);
+  json_object_set_string_member(o, "timestamp", ts);
+  json_array_add_object_element(arr, o);
+  g_free(r->phase);
+  r->phase = g_strdup(phase);
+}
+
+gboolean vmlet_vm_record_save(const VmletVmRecord *r, const char *state_dir, GError **error)
+{
+  g_autofree char *dir = g_build_filename(state_dir, "vms", NULL);
+  if (g_mkdir_with_parents(dir, 0700) < 0) {
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: %s", dir, g_strerror(errno));
+    return FALSE;
+  }
+  g_autoptr(JsonBuilder) b = json_builder_new_immutable();
+  json_builder_begin_object(b);
+  json_builder_set_member_name(b, "namespace");
+  json_builder_add_string_value(b, r->namespace);
+  json_builder_set_member_name(b, "name");
+  json_builder_add_string_value(b, r->name);
+  json_builder_set_member_name(b, "phase");
+  json_builder_add_string_value(b, r->phase);
+  json_builder_set_member_name(b, "pid");
+  json_builder_add_int_value(b, r->proc.pid);
+  json_builder_set_member_name(b, "startTime");
+  json_builder_add_int_value(b, (gint64)r->proc.start_time);
+  if (r->qmp_socket) {
+    json_builder_set_member_name(b, "qmpSocket");
+    json_builder_add_string_value(b, r->qmp_socket);
+  }
+  if (r->runtime_dir) {
+    json_builder_set_member_name(b, "runtimeDir");
+    json_builder_add_string_value(b, r->runtime_dir);
+  }
+  if (r->started_spec) {
+    json_builder_set_member_name(b, "startedSpec");
+    json_builder_add_value(b, json_node_copy(r->started_spec));
+  }
+  if (r->provisioning_digest) {
+    json_builder_set_member_name(b, "provisioningDigest");
+    json_builder_add_string_value(b, r->provisioning_digest);
+  }
+  json_builder_set_member_name(b, "stoppedManually");
+  json_builder_add_boolean_value(b, r->stopped_manually);
+  json_builder_set_member_name(b, "restarts");
+  json_builder_add_int_value(b, r->restarts);
+  json_builder_set_member_name(b, "phasesTransitions");
+  json_builder_add_value(b, json_node_copy(r->transitions));
+  json_builder_set_member_name(b, "createdUs");
+  json_builder_add_int_value(b, r->created_us);
+  json_builder_set_member_name(b, "launchUs");
+  json_builder_add_int_value(b, r->launch_us);
+  json_builder_end_object(b);
+  g_autoptr(JsonNode) root = json_builder_get_root(b);
+  g_autofree char *text = json_to_string(root, TRUE);
+  g_autofree char *path = vmlet_vm_record_path(state_dir, r->namespace, r->name);
+  return vmlet_write_file_atomic(path, text, strlen(text), 0600, error);
+}
+
+VmletVmRecord *vmlet_vm_record_load(const char *path, GError **error)
+{
+  g_autofree char *data = NULL;
+  gsize len = 0;
+  if (!vmlet_read_file_bounded(path, RECORD_MAX_BYTES, &data, &len, error))
+    return NULL;
+  g_autoptr(JsonNode) root = vmlet_json_parse(path, data, (gssize)len, error);
+  if (!root)
+    return NULL;
+  JsonObject *o = json_node_get_object(root);
+  g_autoptr(VmletDiag) d = vmlet_diag_new(path);
+  const char *ns = NULL, *name = NULL, *phase = NULL, *qmp = NULL, *rdir = NULL, *digest = NULL;
+  gint64 pid = 0, start = 0, restarts = 0, created = 0, launch = 0;
+  gboolean manual = FALSE;
+  vmlet_get_name(d, o, "", "namespace", JV_REQUIRED, &ns);
+  vmlet_get_name(d, o, "", "name", JV_REQUIRED, &name);
+  jv_get_string(d, o, "", "phase", JV_REQUIRED, 32, &phase);
+  jv_get_int(d, o, "", "pid", JV_REQUIRED, 0, G_MAXINT32, &pid);
+  jv_get_int(d, o, "", "startTime", JV_REQUIRED, 0, G_MAXINT64, &start);
+  jv_get_string(d, o, "", "qmpSocket", JV_OPTIONAL, 4096, &qmp);
+  jv_get_string(d, o, "", "runtimeDir", JV_OPTIONAL, 4096, &rdir);
+  jv_get_string(d, o, "", "provisioningDigest", JV_OPTIONAL, 64, &digest);
+  jv_get_bool(d, o, "", "stoppedManually", JV_OPTIONAL, &manual);
+  jv_get_int(d, o, "", "restarts", JV_OPTIONAL, 0, G_MAXINT32, &restarts);
+  jv_get_int(d, o, "", "createdUs", JV_OPTIONAL, 0, G_MAXINT64, &created);
+  jv_get_int(d, o, "", "launchUs", JV_OPTIONAL, 0, G_MAXINT64, &launch);
+  JsonObject *spec = NULL;
+  jv_get_object(d, o, "", "startedSpec", JV_OPTIONAL, &spec);
+  JsonArray *tr = NULL;
+  jv_get_array(d, o, "", "phasesTransitions", JV_OPTIONAL, MAX_TRANSITIONS, &tr);
+  if (!vmlet_diag_check(d, error))
+    return NULL;
+  g_autoptr(VmletVmRecord) r = vmlet_vm_record_new(ns, name);
+  g_free(r->phase);
+  r->phase = g_strdup(phase);
+  r->proc.pid = (pid_t)pid;
+  r->proc.start_time = (guint64)start;
+  r->qmp_socket = g_strdup(qmp);
+  r->runtime_dir = g_strdup(rdir);
+  r->provisioning_digest = g_strdup(digest);
+  r->stopped_manually = manual;
+  r->restarts = (guint)restarts;
+  if (created)
+    r->created_us = created;
+  r->launch_us = launch;
+  if (spec)
+    r->started_spec = json_node_copy(json_object_get_member(o, "startedSpec"));
+  if (tr) {
+    json_node_unref(r->transitions);
+    r->transitions = json_node_copy(json_object_get_member(o, "phasesTransitions"));
+  }
+  return g_steal_pointer(&r);
+}
+
+GPtrArray *vmlet_vm_record_list(const char *state_dir)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
+  g_autofree char *dir = g_build_filename(state_dir, "vms", NULL);
+  g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+  const char *name;
+  while (d && (name = g_dir_read_name(d)))
+    if (name[0] != '.' && g_str_has_suffix(name, ".json"))
+      g_ptr_array_add(out, g_build_filename(dir, name, NULL));
+  g_ptr_array_sort(out, vmlet_compare_str_ptrs);
+  return out;
+}
+
+gboolean vmlet_vm_record_delete(const char *state_dir, const char *namespace, const char *name,
+                                GError **error)
+{
+  g_autofree char *path = vmlet_vm_record_path(state_dir, namespace, name);
+  if (unlink(path) < 0 && errno != ENOENT) {
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: %s", path, g_strerror(errno));
+    return FALSE;
+  }
+  return TRUE;
+}

@@ -1,0 +1,40 @@
+/* The persistent runtime record of one VM: what a restarted vmletd needs to re-adopt a
+ * running QEMU instead of starting another one, and to keep status continuous.
+ * Stored as <state-dir>/vms/<namespace>.<name>.json, written atomically, mode 0600. */
+#pragma once
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+#include "process.h"
+
+typedef struct {
+  char *namespace;
+  char *name;
+  char *phase;            /* the phase when last written */
+  VmletProcId proc;       /* pid 0: no QEMU */
+  char *qmp_socket;
+  char *runtime_dir;
+  JsonNode *started_spec; /* .spec the running QEMU was started with; NULL when none */
+  gboolean stopped_manually;
+  guint restarts;         /* automatic restarts after failures */
+  JsonNode *transitions;  /* status.stats.phasesTransitions: [{phase, timestamp}] */
+  gint64 created_us;      /* wall clock, first seen */
+  gint64 launch_us;       /* launchTimeDuration of the last start, 0 when unknown */
+  char *provisioning_digest; /* sha256 of the Secret payload the seed was built from */
+} VmletVmRecord;
+
+VmletVmRecord *vmlet_vm_record_new(const char *namespace, const char *name);
+void vmlet_vm_record_free(VmletVmRecord *rec);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmletVmRecord, vmlet_vm_record_free)
+
+char *vmlet_vm_record_path(const char *state_dir, const char *namespace, const char *name);
+gboolean vmlet_vm_record_save(const VmletVmRecord *rec, const char *state_dir, GError **error);
+/* Loads one record; a damaged record is an error naming the file, never a crash. */
+VmletVmRecord *vmlet_vm_record_load(const char *path, GError **error);
+/* Paths of every record under <state-dir>/vms, sorted. */
+GPtrArray *vmlet_vm_record_list(const char *state_dir);
+gboolean vmlet_vm_record_delete(const char *state_dir, const char *namespace, const char *name,
+                                GError **error);
+/* Appends a phase transition (bounded: the oldest are dropped past 32). */
+void vmlet_vm_record_transition(VmletVmRecord *rec, const char *phase, gint64 wall_us);

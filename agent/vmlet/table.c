@@ -1,0 +1,364 @@
+#include "table.h"
+
+#include <string.h>
+
+#include "vmlet-error.h"
+
+/* kubectl's tabwriter settings (k8s.io/cli-runtime/pkg/printers/tabwriter.go). */
+#define TAB_MIN_WIDTH 6
+#define TAB_PADDING 3
+
+typedef enum {
+  COL_NAME,
+  COL_PHASE,
+  COL_CORES,
+  COL_COREFRACTION,
+  COL_MEMORY,
+  COL_NEED_RESTART,
+  COL_AGENT,
+  COL_MIGRATABLE,
+  COL_NODE,
+  COL_IPADDRESS,
+  COL_AGE,
+} Column;
+#define N_COLUMNS (COL_AGE + 1)
+
+/* In the CRD's order; wide_only are its priority-1 columns. */
+static const struct {
+  const char *header;
+  gboolean wide_only;
+} columns[N_COLUMNS] = {
+    [COL_NAME] = {"NAME", FALSE},
+    [COL_PHASE] = {"PHASE", FALSE},
+    [COL_CORES] = {"CORES", TRUE},
+    [COL_COREFRACTION] = {"COREFRACTION", TRUE},
+    [COL_MEMORY] = {"MEMORY", TRUE},
+    [COL_NEED_RESTART] = {"NEED RESTART", TRUE},
+    [COL_AGENT] = {"AGENT", TRUE},
+    [COL_MIGRATABLE] = {"MIGRATABLE", TRUE},
+    [COL_NODE] = {"NODE", FALSE},
+    [COL_IPADDRESS] = {"IPADDRESS", FALSE},
+    [COL_AGE] = {"AGE", FALSE},
+};
+
+char *vmlet_human_duration(GTimeSpan d)
+{
+  /* Integer division truncates toward zero, as Go's int(d.Seconds()) and d / time.Minute
+   * do, so the boundaries fall on the same microsecond. */
+  gint64 seconds = d / G_TIME_SPAN_SECOND;
+  if (seconds < -1)
+    return g_strdup("<invalid>");
+  if (seconds < 0)
+    return g_strdup("0s");
+  if (seconds < 60 * 2)
+    return g_strdup_printf("%" G_GINT64_FORMAT "s", seconds);
+
+  gint64 minutes = d / G_TIME_SPAN_MINUTE;
+  if (minutes < 10) {
+    gint64 s = seconds % 60;
+    if (s == 0)
+      return g_strdup_printf("%" G_GINT64_FORMAT "m", minutes);
+    return g_strdup_printf("%" G_GINT64_FORMAT "m%" G_GINT64_FORMAT "s", minutes, s);
+  }
+  if (minutes < 60 * 3)
+    return g_strdup_printf("%" G_GINT64_FORMAT "m", minutes);
+
+  gint64 hours = d / G_TIME_SPAN_HOUR;
+  if (hours < 8) {
+    gint64 m = minutes % 60;
+    if (m == 0)
+      return g_strdup_printf("%" G_GINT64_FORMAT "h", hours);
+    return g_strdup_printf("%" G_GINT64_FORMAT "h%" G_GINT64_FORMAT "m", hours, m);
+  }
+  if (hours < 48)
+    return g_strdup_printf("%" G_GINT64_FORMAT "h", hours);
+  if (hours < 24 * 8) {
+    gint64 h = hours % 24;
+    if (h == 0)
+      return g_strdup_printf("%" G_GINT64_FORMAT "d", hours / 24);
+    return g_strdup_printf("%" G_GINT64_FORMAT "d%" G_GINT64_FORMAT "h", hours / 24, h);
+  }
+  if (hours < 24 * 365 * 2)
+    return g_strdup_printf("%" G_GINT64_FORMAT "d", hours / 24);
+  if (hours < 24 * 365 * 8) {
+    gint64 dy = (hours / 24) % 365;
+    if (dy == 0)
+      return g_strdup_printf("%" G_GINT64_FORMAT "y", hours / 24 / 365);
+    return g_strdup_printf("%" G_GINT64_FORMAT "y%" G_GINT64_FORMAT "d", hours / 24 / 365, dy);
+  }
+  return g_strdup_printf("%" G_GINT64_FORMAT "y", hours / 24 / 365);
+}
+
+/* Input is untrusted JSON: json-glib's typed getters assert on a mistyped member, so every
+ * lookup checks the node type. */
+static JsonNode *member(JsonObject *o, const char *name)
+{
+  return o ? json_object_get_member(o, name) : NULL;
+}
+
+static JsonObject *member_object(JsonObject *o, const char *name)
+{
+  JsonNode *n = member(o, name);
+  return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+}
+
+static JsonArray *member_array(JsonObject *o, const char *name)
+{
+  JsonNode *n = member(o, name);
+  return n && JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
+}
+
+static const char *member_string(JsonObject *o, const char *name)
+{
+  JsonNode *n = member(o, name);
+  return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING
+             ? json_node_get_string(n)
+             : NULL;
+}
+
+/* A scalar as the printer column's JSONPath prints it; NULL (an empty cell) for an absent
+ * or null value and for objects and arrays, which no VM column holds. */
+static char *scalar_text(JsonNode *n)
+{
+  if (!n || !JSON_NODE_HOLDS_VALUE(n))
+    return NULL;
+  GType t = json_node_get_value_type(n);
+  if (t == G_TYPE_STRING)
+    return g_strdup(json_node_get_string(n));
+  if (t == G_TYPE_INT64)
+    return g_strdup_printf("%" G_GINT64_FORMAT, json_node_get_int(n));
+  if (t == G_TYPE_DOUBLE) {
+    char buf[G_ASCII_DTOSTR_BUF_SIZE];
+    return g_strdup(g_ascii_dtostr(buf, sizeof(buf), json_node_get_double(n)));
+  }
+  if (t == G_TYPE_BOOLEAN)
+    return g_strdup(json_node_get_boolean(n) ? "true" : "false");
+  return NULL;
+}
+
+/* The status of the first condition of this type, as the CRD's
+ * .status.conditions[?(@.type=='TYPE')].status prints it; NULL when there is none. */
+static char *condition_status(JsonObject *status, const char *type)
+{
+  JsonArray *conditions = member_array(status, "conditions");
+  guint len = conditions ? json_array_get_length(conditions) : 0;
+  for (guint i = 0; i < len; i++) {
+    JsonNode *n = json_array_get_element(conditions, i);
+    if (!JSON_NODE_HOLDS_OBJECT(n))
+      continue;
+    JsonObject *c = json_node_get_object(n);
+    const char *t = member_string(c, "type");
+    if (t && strcmp(t, type) == 0)
+      return scalar_text(member(c, "status"));
+  }
+  return NULL;
+}
+
+/* The shape Go's time.Parse(time.RFC3339, ...) accepts (YYYY-MM-DDTHH:MM:SS, optional
+ * fraction, Z or ±HH:MM; upper-case T and Z only, as Go), checked before GLib parses it:
+ * g_date_time_new_from_iso8601 also takes ISO 8601 forms Go refuses (week dates, ordinal
+ * dates, no separators). */
+static gboolean rfc3339_shape(const char *s)
+{
+  static const char pattern[] = "dddd-dd-ddTdd:dd:dd";
+  gsize len = strnlen(s, 64);
+  if (len >= 64 || len < sizeof(pattern) - 1)
+    return FALSE;
+  for (gsize i = 0; i < sizeof(pattern) - 1; i++) {
+    gboolean ok = pattern[i] == 'd' ? g_ascii_isdigit(s[i]) : s[i] == pattern[i];
+    if (!ok)
+      return FALSE;
+  }
+  const char *p = s + sizeof(pattern) - 1;
+  if (*p == '.') {
+    p++;
+    if (!g_ascii_isdigit(*p))
+      return FALSE;
+    while (g_ascii_isdigit(*p))
+      p++;
+  }
+  if (p[0] == 'Z' && p[1] == '\0')
+    return TRUE;
+  return (p[0] == '+' || p[0] == '-') && g_ascii_isdigit(p[1]) && g_ascii_isdigit(p[2]) &&
+         p[3] == ':' && g_ascii_isdigit(p[4]) && g_ascii_isdigit(p[5]) && p[6] == '\0';
+}
+
+/* kubectl's date column: HumanDuration(now - t); Go's zero time prints "<unknown>"; a
+ * value that does not parse is an empty cell. */
+static char *age_text(const char *timestamp, GDateTime *now)
+{
+  if (!timestamp || !rfc3339_shape(timestamp))
+    return NULL;
+  g_autoptr(GDateTime) created = g_date_time_new_from_iso8601(timestamp, NULL);
+  if (!created)
+    return NULL;
+  /* 0001-01-01T00:00:00Z, Go's time.Time{}: metav1.Time.IsZero(). */
+  if (g_date_time_to_unix(created) == G_GINT64_CONSTANT(-62135596800) &&
+      g_date_time_get_microsecond(created) == 0)
+    return g_strdup("<unknown>");
+  return vmlet_human_duration(g_date_time_difference(now, created));
+}
+
+static char *need_restart_text(JsonObject *status)
+{
+  char *c = condition_status(status, "AwaitingRestartToApplyConfiguration");
+  if (c)
+    return c;
+  JsonArray *changes = member_array(status, "restartAwaitingChanges");
+  return g_strdup(changes && json_array_get_length(changes) > 0 ? "True" : "False");
+}
+
+static char *condition_or_false(JsonObject *status, const char *type)
+{
+  char *c = condition_status(status, type);
+  return c ? c : g_strdup("False");
+}
+
+static char *cell_value(JsonObject *vm, Column col, GDateTime *now)
+{
+  JsonObject *metadata = member_object(vm, "metadata");
+  JsonObject *spec = member_object(vm, "spec");
+  JsonObject *status = member_object(vm, "status");
+  JsonObject *cpu = member_object(spec, "cpu");
+
+  switch (col) {
+  case COL_NAME:
+    return scalar_text(member(metadata, "name"));
+  case COL_PHASE:
+    return scalar_text(member(status, "phase"));
+  case COL_CORES:
+    return scalar_text(member(cpu, "cores"));
+  case COL_COREFRACTION:
+    return scalar_text(member(cpu, "coreFraction"));
+  case COL_MEMORY:
+    return scalar_text(member(member_object(spec, "memory"), "size"));
+  case COL_NEED_RESTART:
+    return need_restart_text(status);
+  case COL_AGENT:
+    return condition_or_false(status, "AgentReady");
+  case COL_MIGRATABLE:
+    return condition_or_false(status, "Migratable");
+  case COL_NODE:
+    return scalar_text(member(status, "nodeName"));
+  case COL_IPADDRESS:
+    return scalar_text(member(status, "ipAddress"));
+  case COL_AGE:
+    return age_text(member_string(metadata, "creationTimestamp"), now);
+  }
+  g_assert_not_reached();
+}
+
+/* A value made safe for one cell of one line: cut at the first line break (kubectl
+ * truncates at \n, \r or \f and appends "..."), control characters as ^X (kubectl writes
+ * ESC as "^["; a tab would also split the cell), at most VMLET_TABLE_MAX_CELL characters.
+ * Returns the text and, in *out_width, its width in characters (what Go's tabwriter
+ * counts). */
+static char *sanitize_cell(const char *raw, guint *out_width)
+{
+  g_autofree char *valid = g_utf8_make_valid(raw ? raw : "", -1);
+  g_autoptr(GString) out = g_string_new(NULL);
+  gboolean cut = FALSE;
+
+  for (const char *p = valid; *p; p = g_utf8_next_char(p)) {
+    guchar c = (guchar)*p;
+    if (c == '\n' || c == '\r' || c == '\f') {
+      cut = TRUE;
+      break;
+    }
+    if (c < 0x20 || c == 0x7f) {
+      g_string_append_c(out, '^');
+      g_string_append_c(out, (char)(c ^ 0x40));
+    } else {
+      g_string_append_len(out, p, g_utf8_next_char(p) - p);
+    }
+  }
+
+  glong width = g_utf8_strlen(out->str, (gssize)out->len);
+  if (width > VMLET_TABLE_MAX_CELL || (cut && width > VMLET_TABLE_MAX_CELL - 3)) {
+    const char *end = g_utf8_offset_to_pointer(out->str, VMLET_TABLE_MAX_CELL - 3);
+    g_string_truncate(out, (gsize)(end - out->str));
+    width = VMLET_TABLE_MAX_CELL - 3;
+    cut = TRUE;
+  }
+  if (cut) {
+    g_string_append(out, "...");
+    width += 3;
+  }
+  *out_width = (guint)width;
+  return g_string_free(g_steal_pointer(&out), FALSE);
+}
+
+char *vmlet_table_format_vms(JsonArray *vms, GDateTime *now, VmletTableMode mode,
+                             GError **error)
+{
+  g_return_val_if_fail(vms != NULL && now != NULL, NULL);
+
+  guint n_rows = json_array_get_length(vms);
+  if (n_rows > VMLET_TABLE_MAX_ROWS) {
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_TOO_LARGE,
+                "%u virtual machines: a table holds at most %d", n_rows, VMLET_TABLE_MAX_ROWS);
+    return NULL;
+  }
+  if (n_rows == 0)
+    return g_strdup("");
+
+  gboolean wide = FALSE;
+  switch (mode) {
+  case VMLET_TABLE_NORMAL:
+    wide = FALSE;
+    break;
+  case VMLET_TABLE_WIDE:
+    wide = TRUE;
+    break;
+  }
+
+  Column shown[N_COLUMNS];
+  guint n_shown = 0;
+  for (guint c = 0; c < N_COLUMNS; c++)
+    if (wide || !columns[c].wide_only)
+      shown[n_shown++] = (Column)c;
+
+  /* Row 0 is the header. */
+  guint n_lines = n_rows + 1;
+  g_autoptr(GPtrArray) cells = g_ptr_array_new_full(n_lines * n_shown, g_free);
+  g_autofree guint *cell_width = g_new0(guint, n_lines * n_shown);
+  guint col_width[N_COLUMNS] = {0};
+
+  for (guint line = 0; line < n_lines; line++) {
+    JsonObject *vm = NULL;
+    if (line > 0) {
+      JsonNode *n = json_array_get_element(vms, line - 1);
+      if (!JSON_NODE_HOLDS_OBJECT(n)) {
+        g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID,
+                    "virtual machine %u: expected an object", line - 1);
+        return NULL;
+      }
+      vm = json_node_get_object(n);
+    }
+    for (guint i = 0; i < n_shown; i++) {
+      g_autofree char *raw =
+          line == 0 ? g_strdup(columns[shown[i]].header) : cell_value(vm, shown[i], now);
+      guint w = 0;
+      g_ptr_array_add(cells, sanitize_cell(raw, &w));
+      cell_width[line * n_shown + i] = w;
+      col_width[i] = MAX(col_width[i], w);
+    }
+  }
+
+  /* Go's tabwriter: a column is its widest cell plus the padding, at least the minimum
+   * width; the text after the last tab (AGE) is not padded. */
+  g_autoptr(GString) out = g_string_new(NULL);
+  for (guint line = 0; line < n_lines; line++) {
+    for (guint i = 0; i < n_shown; i++) {
+      guint idx = line * n_shown + i;
+      g_string_append(out, cells->pdata[idx]);
+      if (i + 1 < n_shown) {
+        guint width = MAX(TAB_MIN_WIDTH, col_width[i] + TAB_PADDING);
+        for (guint pad = cell_width[idx]; pad < width; pad++)
+          g_string_append_c(out, ' ');
+      }
+    }
+    g_string_append_c(out, '\n');
+  }
+  return g_string_free(g_steal_pointer(&out), FALSE);
+}

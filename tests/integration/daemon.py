@@ -1,0 +1,126 @@
+"""A vmletd on a scratch node, driven through its HTTP API on the unix socket."""
+import http.client
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+from conftest import BUILD
+
+API = "/apis/virtualization.deckhouse.io/v1alpha2"
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=30):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+class Daemon:
+    def __init__(self, guest_iso):
+        self.root = pathlib.Path(tempfile.mkdtemp(prefix="vd", dir="/tmp"))
+        self.etc = self.root / "etc"
+        for d in ("vms.d", "disks.d", "images.d", "classes.d", "secrets.d"):
+            (self.etc / d).mkdir(parents=True)
+        self.conf = self.root / "vmlet.conf"
+        self.conf.write_text(f"[node]\nname=test-node\nlabels=disktype=ssd\n"
+                             f"[paths]\nrun-dir={self.root}/run\nstate-dir={self.root}/state\n"
+                             f"config-dir={self.etc}\n[qemu]\naccel=tcg\n")
+        self.socket = str(self.root / "run" / "vmletd.sock")
+        self.guest_iso = guest_iso
+        self.proc = None
+        self.log = self.root / "vmletd.log"
+
+    def start(self):
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([str(BUILD / "agent" / "vmletd"), "-c", str(self.conf)],
+                                     stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+        # Wait for an answer, not for the file: a killed vmletd leaves its socket behind.
+        deadline = time.monotonic() + 20
+        while True:
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "vmletd did not answer on its socket"
+            try:
+                if self.request("GET", "/healthz")[0] == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+
+    def kill(self, sig=signal.SIGKILL):
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=30)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.kill(signal.SIGTERM)
+        # The agent never stops VMs when it exits; tests clean theirs up.
+        subprocess.run(["pkill", "-9", "-f", f"path={self.root}/"], check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def request(self, method, path, body=None):
+        conn = UnixHTTPConnection(self.socket)
+        data = json.dumps(body).encode() if body is not None else None
+        conn.request(method, path, body=data,
+                     headers={"Content-Type": "application/json"} if data else {})
+        resp = conn.getresponse()
+        payload = resp.read()
+        conn.close()
+        return resp.status, json.loads(payload) if payload else None
+
+    def vm(self, name, ns="default"):
+        status, body = self.request("GET", f"{API}/namespaces/{ns}/virtualmachines/{name}")
+        return body if status == 200 else None
+
+    def wait_phase(self, name, phase, timeout=60):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            vm = self.vm(name)
+            last = vm and vm["status"]["phase"]
+            if last == phase:
+                return vm
+            time.sleep(0.1)
+        raise AssertionError(f"{name}: phase {last}, expected {phase}; log:\n"
+                             f"{self.log.read_text()[-3000:]}")
+
+    def operate(self, name, op, force=False):
+        return self.request("POST", f"{API}/namespaces/default/virtualmachineoperations",
+                            {"apiVersion": "virtualization.deckhouse.io/v1alpha2",
+                             "kind": "VirtualMachineOperation",
+                             "spec": {"virtualMachineName": name, "type": op, "force": force}})
+
+    def guest_disk(self, name):
+        path = self.root / "state" / "disks" / "default" / f"{name}.qcow2"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["qemu-img", "convert", "-q", "-O", "qcow2", str(self.guest_iso),
+                        str(path)], check=True)
+        (self.etc / "disks.d" / f"{name}.json").write_text(json.dumps({
+            "apiVersion": "virtualization.deckhouse.io/v1alpha2", "kind": "VirtualDisk",
+            "metadata": {"name": name}}))
+
+    def write_vm(self, name, **spec):
+        body = {"virtualMachineClassName": "host", "cpu": {"cores": 1},
+                "memory": {"size": "256Mi"}, "terminationGracePeriodSeconds": 20,
+                "blockDeviceRefs": [{"kind": "VirtualDisk", "name": f"{name}-root"}]}
+        body.update(spec)
+        path = self.etc / "vms.d" / f"{name}.json"
+        path.write_text(json.dumps({"apiVersion": "virtualization.deckhouse.io/v1alpha2",
+                                    "kind": "VirtualMachine", "metadata": {"name": name},
+                                    "spec": body}))
+        return path
+
+
+def qemu_pids(root):
+    r = subprocess.run(["pgrep", "-f", f"path={root}/"], capture_output=True, text=True)
+    return sorted(int(p) for p in r.stdout.split())

@@ -1,0 +1,193 @@
+"""The vmlet CLI against a real vmletd: the seed's columns, operations, apply/delete,
+and a clear failure when vmletd is not running."""
+import json
+import re
+import subprocess
+
+import pytest
+
+from conftest import vmlet_binary
+from daemon import Daemon, qemu_pids
+
+
+@pytest.fixture
+def daemon(test_guest, qemu_available):
+    d = Daemon(test_guest / "guest.iso")
+    yield d
+    d.stop()
+
+
+def vmlet(d, *args, check=True, stdin=None):
+    r = subprocess.run([str(vmlet_binary()), *args, "-c", str(d.conf)], capture_output=True,
+                       text=True, input=stdin)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_get_describe_and_operations(daemon):
+    daemon.guest_disk("linux-vm-root")
+    daemon.write_vm("linux-vm", cpu={"cores": 1, "coreFraction": "10%"},
+                    memory={"size": "256Mi"})
+    daemon.start()
+    daemon.wait_phase("linux-vm", "Running")
+
+    out = vmlet(daemon, "get").stdout.splitlines()
+    assert re.split(r"\s{3,}", out[0].strip()) == ["NAME", "PHASE", "NODE", "IPADDRESS", "AGE"]
+    row = out[1].split()
+    assert row[:3] == ["linux-vm", "Running", "test-node"]
+    assert re.fullmatch(r"\d+s", row[-1])
+
+    wide = vmlet(daemon, "get", "linux-vm", "-o", "wide").stdout.splitlines()
+    assert re.split(r"\s{3,}", wide[0].strip()) == [
+        "NAME", "PHASE", "CORES", "COREFRACTION", "MEMORY", "NEED RESTART", "AGENT",
+        "MIGRATABLE", "NODE", "IPADDRESS", "AGE"]
+    assert wide[1].split()[:8] == ["linux-vm", "Running", "1", "10%", "256Mi", "False",
+                                   "False", "False"]
+
+    as_json = json.loads(vmlet(daemon, "get", "linux-vm", "-o", "json").stdout)
+    assert as_json["kind"] == "VirtualMachine" and as_json["status"]["phase"] == "Running"
+
+    r = vmlet(daemon, "stop", "linux-vm")
+    assert re.fullmatch(r"virtualmachineoperation\.virtualization\.deckhouse\.io/"
+                        r"stop-linux-vm-[0-9a-f]{8} created\n", r.stdout)
+    daemon.wait_phase("linux-vm", "Stopped", 60)
+    vmlet(daemon, "start", "linux-vm")
+    daemon.wait_phase("linux-vm", "Running", 60)
+
+    desc = vmlet(daemon, "describe", "linux-vm").stdout
+    assert "Phase:       Running" in desc
+    assert re.search(r"Stop\s+Completed", desc) and re.search(r"Start\s+Completed", desc)
+
+    missing = vmlet(daemon, "get", "nope", check=False)
+    assert missing.returncode == 1
+    assert 'virtualmachines "nope" not found in namespace "default"' in missing.stderr
+
+
+def test_apply_and_delete(daemon):
+    daemon.guest_disk("applied-root")
+    daemon.start()
+    vm = {"apiVersion": "virtualization.deckhouse.io/v1alpha2", "kind": "VirtualMachine",
+          "metadata": {"name": "applied"},
+          "spec": {"virtualMachineClassName": "host", "cpu": {"cores": 1},
+                   "memory": {"size": "256Mi"}, "terminationGracePeriodSeconds": 1,
+                   "blockDeviceRefs": [{"kind": "VirtualDisk", "name": "applied-root"}]}}
+    r = vmlet(daemon, "apply", "-f", "-", stdin=json.dumps(vm))
+    assert r.stdout == "virtualmachine.virtualization.deckhouse.io/applied configured\n"
+    daemon.wait_phase("applied", "Running")
+
+    bad = dict(vm, spec=dict(vm["spec"], cpu={"cores": 0}))
+    r = vmlet(daemon, "apply", "-f", "-", stdin=json.dumps(bad), check=False)
+    assert r.returncode == 1
+    assert "<stdin>: spec.cpu.cores: expected an integer from 1 to 248, found 0" in r.stderr
+    assert daemon.vm("applied")["status"]["phase"] == "Running"  # nothing was changed
+
+    r = vmlet(daemon, "delete", "applied")
+    assert r.stdout == 'virtualmachine.virtualization.deckhouse.io "applied" deleted\n'
+    import time
+    deadline = time.monotonic() + 30
+    while daemon.vm("applied") is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert qemu_pids(daemon.root) == []
+
+
+def test_clear_error_without_vmletd(tmp_path):
+    conf = tmp_path / "vmlet.conf"
+    conf.write_text(f"[paths]\nrun-dir={tmp_path}/run\n")
+    r = subprocess.run([str(vmlet_binary()), "get", "-c", str(conf)], capture_output=True,
+                       text=True)
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"vmlet get: cannot reach vmletd at {tmp_path}/run/vmletd.sock")
+    assert "(is vmletd running?)" in r.stderr
+
+
+def test_get_watch_shows_each_change(daemon):
+    """Like the seed's `d8 k get vm -w`: the header once, then a row per change."""
+    import time
+    daemon.guest_disk("watched-root")
+    daemon.write_vm("watched")
+    daemon.start()
+    daemon.wait_phase("watched", "Running")
+    watcher = subprocess.Popen([str(vmlet_binary()), "get", "-w", "-c", str(daemon.conf)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = watcher.stdout.readline()
+        assert re.split(r"\s{3,}", first.strip()) == ["NAME", "PHASE", "NODE", "IPADDRESS", "AGE"]
+        assert watcher.stdout.readline().split()[:3] == ["watched", "Running", "test-node"]
+        vmlet(daemon, "stop", "watched", "--force")
+        phases = []
+        deadline = time.monotonic() + 30
+        while "Stopped" not in phases and time.monotonic() < deadline:
+            phases.append(watcher.stdout.readline().split()[1])
+        assert phases[0] == "Stopping" and phases[-1] == "Stopped", phases
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
+def test_seed_yaml_applied_verbatim(daemon):
+    """The guide's first step, `d8 k apply -f - <<EOF` with its YAML, as `vmlet apply -f -`:
+    the VM runs and its guest receives the cloud-config exactly as written."""
+    from conftest import SOURCE
+    from vmrun import Console
+    daemon.guest_disk("linux-vm-root")
+    daemon.start()
+    seed_yaml = (SOURCE / "tests" / "seed" / "linux-vm.yaml").read_text()
+    r = vmlet(daemon, "apply", "-f", "-", stdin=seed_yaml)
+    assert r.stdout == "virtualmachine.virtualization.deckhouse.io/linux-vm configured\n"
+    daemon.wait_phase("linux-vm", "Running", 60)
+    row = vmlet(daemon, "get", "linux-vm").stdout.splitlines()[1].split()
+    assert row[:3] == ["linux-vm", "Running", "test-node"]
+    con = Console(str(daemon.root / "run" / "vms" / "default.linux-vm" / "console.sock"))
+    try:
+        con.wait_for("VMLET-CIDATA-OK", 90)
+        got = "\n".join(con.section("VMLET-CIDATA-BEGIN user-data",
+                                    "VMLET-CIDATA-END user-data")) + "\n"
+    finally:
+        con.close()
+    expected = json.loads((SOURCE / "tests" / "golden" / "seed-linux-vm.json").read_text())
+    assert got == expected["spec"]["provisioning"]["userData"]
+    assert "users:\n- name: cloud\n" in got
+
+
+def test_watch_backlog_is_bounded(daemon):
+    """A watcher that stops reading cannot make vmletd queue events without end: past
+    1 MiB of backlog its watch is ended. A watcher that reads is unaffected."""
+    import socket
+    daemon.write_vm("idle", runPolicy="AlwaysOff")
+    daemon.start()
+    daemon.wait_phase("idle", "Stopped", 10)
+    request = (b"GET /apis/virtualization.deckhouse.io/v1alpha2/namespaces/default/"
+               b"virtualmachines?watch=true HTTP/1.1\r\nHost: x\r\n\r\n")
+    stalled = socket.socket(socket.AF_UNIX)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(daemon.socket)
+    stalled.sendall(request)
+    reader = subprocess.Popen([str(vmlet_binary()), "get", "-w", "-c", str(daemon.conf)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().startswith("NAME")
+        # Each patch is a MODIFIED event of about 1 KiB; 2500 of them exceed the bound
+        # plus what the socket buffers hold.
+        for i in range(2500):
+            status, _ = daemon.request(
+                "PATCH", "/apis/virtualization.deckhouse.io/v1alpha2/namespaces/default/"
+                "virtualmachines/idle", {"metadata": {"labels": {"n": str(i)}}})
+            assert status == 200
+        # The stalled client now drains what was queued and then sees the end of its stream:
+        # the chunked terminator (the connection itself stays open, HTTP/1.1 keep-alive).
+        stalled.settimeout(30)
+        data = b""
+        while not data.endswith(b"\r\n0\r\n\r\n"):
+            chunk = stalled.recv(65536)
+            assert chunk, "connection closed without ending the stream"
+            data += chunk
+        assert 1024 * 1024 < len(data) < 3 * 1024 * 1024
+        # The reading client is still being served.
+        assert reader.poll() is None
+        assert daemon.request("GET", "/healthz")[0] == 200
+    finally:
+        stalled.close()
+        reader.kill()
+        reader.wait()

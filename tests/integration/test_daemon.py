@@ -1,0 +1,481 @@
+"""vmletd with real QEMU and the test guest: phases, run policies, operations, restart
+safety, broken drop-ins, API access control."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import SOURCE
+from daemon import API, Daemon, qemu_pids
+from vmrun import Console
+
+
+@pytest.fixture
+def daemon(test_guest, qemu_available):
+    d = Daemon(test_guest / "guest.iso")
+    yield d
+    d.stop()
+
+
+def console_of(d, name):
+    return Console(str(d.root / "run" / "vms" / f"default.{name}" / "console.sock"))
+
+
+def test_lifecycle_start_stop_restart(daemon):
+    daemon.guest_disk("web-root")
+    daemon.write_vm("web")
+    daemon.start()
+    vm = daemon.wait_phase("web", "Running")
+    pid = vm["status"]["pid"]
+    assert vm["status"]["nodeName"] == "test-node"
+    phases = [t["phase"] for t in vm["status"]["stats"]["phasesTransitions"]]
+    assert phases[-2:] == ["Starting", "Running"]
+    assert "launchTimeDuration" in vm["status"]["stats"]
+    # The guest really runs: its serial console on the VM's socket shows it booting.
+    con = console_of(daemon, "web")
+    try:
+        con.wait_for("VMLET-TICK", 60)
+    finally:
+        con.close()
+
+    status, op = daemon.operate("web", "Stop")
+    assert status == 201 and op["status"]["phase"] == "InProgress"
+    vm = daemon.wait_phase("web", "Stopped", 60)
+    assert qemu_pids(daemon.root) == []
+    _, ops = daemon.request("GET", f"{API}/namespaces/default/virtualmachineoperations")
+    assert [o["status"]["phase"] for o in ops["items"]] == ["Completed"]
+
+    # AlwaysOnUnlessStoppedManually: it stays stopped until started.
+    time.sleep(2)
+    assert daemon.vm("web")["status"]["phase"] == "Stopped"
+    status, _ = daemon.operate("web", "Start")
+    assert status == 201
+    vm = daemon.wait_phase("web", "Running")
+    pid2 = vm["status"]["pid"]
+    assert pid2 != pid
+
+    status, _ = daemon.operate("web", "Restart", force=True)
+    assert status == 201
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        vm = daemon.vm("web")
+        if vm["status"]["phase"] == "Running" and vm["status"].get("pid") not in (None, pid2):
+            break
+        time.sleep(0.1)
+    assert vm["status"]["phase"] == "Running" and vm["status"]["pid"] != pid2
+    assert len(qemu_pids(daemon.root)) == 1
+
+
+def test_agent_restart_keeps_vm(daemon):
+    daemon.guest_disk("db-root")
+    daemon.write_vm("db")
+    daemon.start()
+    pid = daemon.wait_phase("db", "Running")["status"]["pid"]
+    for sig in (signal.SIGKILL, signal.SIGTERM):
+        daemon.kill(sig)
+        assert qemu_pids(daemon.root) == [pid]  # the VM outlives the agent
+        daemon.start()
+        vm = daemon.wait_phase("db", "Running", 20)
+        assert vm["status"]["pid"] == pid       # re-adopted, not restarted
+        assert vm["status"]["restarts"] == 0
+        assert qemu_pids(daemon.root) == [pid]  # and never started twice
+    # The re-adopted VM is still fully managed: a stop goes through.
+    daemon.operate("db", "Stop", force=True)
+    daemon.wait_phase("db", "Stopped", 30)
+    assert qemu_pids(daemon.root) == []
+
+
+def test_crash_is_restarted(daemon):
+    daemon.guest_disk("app-root")
+    daemon.write_vm("app")
+    daemon.start()
+    pid = daemon.wait_phase("app", "Running")["status"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    vm = None
+    while time.monotonic() < deadline:
+        vm = daemon.vm("app")
+        if vm["status"]["phase"] == "Running" and vm["status"]["pid"] != pid:
+            break
+        time.sleep(0.1)
+    assert vm["status"]["phase"] == "Running" and vm["status"]["pid"] != pid
+    assert vm["status"]["restarts"] == 1
+
+
+def test_run_policies(daemon):
+    for name in ("off", "manual"):
+        daemon.guest_disk(f"{name}-root")
+    daemon.write_vm("off", runPolicy="AlwaysOff")
+    daemon.write_vm("manual", runPolicy="Manual")
+    daemon.start()
+    daemon.wait_phase("off", "Stopped", 10)
+    daemon.wait_phase("manual", "Stopped", 10)
+    time.sleep(1)
+    assert qemu_pids(daemon.root) == []
+    status, err = daemon.operate("off", "Start")
+    assert status == 409
+    assert err["message"] == "off: runPolicy AlwaysOff does not allow starting the VM"
+    status, _ = daemon.operate("manual", "Start")
+    assert status == 201
+    daemon.wait_phase("manual", "Running")
+    # Manual: a crash is not repaired.
+    pid = daemon.vm("manual")["status"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    vm = daemon.wait_phase("manual", "Stopped", 20)
+    cond = {c["type"]: c for c in vm["status"]["conditions"]}
+    assert "QEMU exited unexpectedly" in cond["Running"]["message"]
+    time.sleep(2)
+    assert daemon.vm("manual")["status"]["phase"] == "Stopped"
+
+
+def test_broken_dropin_only_affects_its_vm(daemon):
+    daemon.guest_disk("good-root")
+    daemon.write_vm("good")
+    (daemon.etc / "vms.d" / "broken.json").write_text('{"apiVersion": "virtualization.deckhouse.io/v1alpha2", "kind": "VirtualMachine", "metadata": {"name": "broken"}, "spec": {"cpu": {"cores": "two"}}}')
+    daemon.write_vm("lost", blockDeviceRefs=[{"kind": "VirtualDisk", "name": "nowhere"}])
+    daemon.start()
+    daemon.wait_phase("good", "Running")
+    broken = daemon.wait_phase("broken", "Pending", 10)
+    ready = {c["type"]: c for c in broken["status"]["conditions"]}["Ready"]
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+    assert "broken.json: spec.cpu.cores: expected an integer, found \"two\"" in ready["message"]
+    lost = daemon.wait_phase("lost", "Pending", 10)
+    ready = {c["type"]: c for c in lost["status"]["conditions"]}["Ready"]
+    assert ready["reason"] == "DependencyNotReady"
+    assert 'spec.blockDeviceRefs[0]: VirtualDisk "nowhere" not found' in ready["message"]
+    # The missing disk appears: the Pending VM starts on its own (inotify).
+    daemon.guest_disk("nowhere")
+    daemon.wait_phase("lost", "Running", 60)
+    assert daemon.vm("good")["status"]["phase"] == "Running"
+
+
+def test_dropin_removal_terminates(daemon):
+    daemon.guest_disk("tmp-root")
+    path = daemon.write_vm("tmp", terminationGracePeriodSeconds=1)
+    daemon.start()
+    daemon.wait_phase("tmp", "Running")
+    path.unlink()
+    deadline = time.monotonic() + 30
+    while daemon.vm("tmp") is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert qemu_pids(daemon.root) == []
+    assert not (daemon.root / "state" / "vms" / "default.tmp.json").exists()
+    assert not (daemon.root / "run" / "vms" / "default.tmp").exists()  # cleaned up
+
+
+def test_api_refuses_other_users(daemon):
+    daemon.start()
+    status, body = daemon.request("GET", "/healthz")
+    assert status == 200
+    os.chmod(daemon.root, 0o755)
+    os.chmod(daemon.root / "run", 0o755)
+    os.chmod(daemon.socket, 0o666)  # let nobody reach the socket: the check is SO_PEERCRED
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        "/usr/bin/python3", "-c",
+                        "import socket,sys; s=socket.socket(socket.AF_UNIX)\n"
+                        f"s.connect({daemon.socket!r})\n"
+                        "s.sendall(b'GET /healthz HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n')\n"
+                        "data = b''\n"
+                        "while chunk := s.recv(4096): data += chunk\n"
+                        "print(data.decode())"], capture_output=True, text=True)
+    assert "403 Forbidden" in r.stdout, r.stdout + r.stderr
+    assert "uid 65534 is not allowed to use vmletd" in r.stdout
+
+
+def test_apply_validates_before_writing(daemon):
+    daemon.start()
+    bad = {"apiVersion": "virtualization.deckhouse.io/v1alpha2", "kind": "VirtualMachine",
+           "metadata": {"name": "new"}, "spec": {"virtualMachineClassName": "generic",
+                                                 "cpu": {"cores": 1, "coreFraction": "7%"},
+                                                 "memory": {"size": "1Gi"},
+                                                 "blockDeviceRefs": [{"kind": "VirtualDisk",
+                                                                      "name": "x"}]}}
+    status, err = daemon.request("PUT", f"{API}/namespaces/default/virtualmachines/new", bad)
+    # Schema errors are refused; coreFraction vs class is a resolution problem, accepted
+    # and reported as Pending, like a missing disk.
+    assert status == 200
+    bad["spec"]["cpu"]["cores"] = "one"
+    status, err = daemon.request("PUT", f"{API}/namespaces/default/virtualmachines/new", bad)
+    assert status == 422
+    assert 'spec.cpu.cores: expected an integer, found "one"' in err["message"]
+    vm = daemon.wait_phase("new", "Pending", 10)
+    ready = {c["type"]: c for c in vm["status"]["conditions"]}["Ready"]
+    assert '"7%" is not allowed by class "generic"' in ready["message"]
+
+
+def test_guest_poweroff_follows_run_policy(daemon):
+    """The guest powers itself off (a test control in its cloud-init user-data, built into
+    the cidata ISO in process): AlwaysOnUnlessStoppedManually counts it as a manual stop,
+    AlwaysOn starts the VM again."""
+    for name in ("quiet", "always"):
+        daemon.guest_disk(f"{name}-root")
+    user_data = "#cloud-config\n#vmlet: poweroff-after 2\n"
+    daemon.write_vm("quiet", provisioning={"type": "UserData", "userData": user_data})
+    daemon.write_vm("always", runPolicy="AlwaysOn",
+                    provisioning={"type": "UserData", "userData": user_data})
+    daemon.start()
+    con = console_of(daemon, "quiet")
+    try:
+        daemon.wait_phase("quiet", "Running")
+        # The guest read the seed vmletd built: same bytes as the spec's userData.
+        con.wait_for("VMLET-CIDATA-OK", 60)
+        got = "\n".join(con.section("VMLET-CIDATA-BEGIN user-data",
+                                    "VMLET-CIDATA-END user-data")) + "\n"
+        assert got == user_data
+        con.wait_for("VMLET-POWEROFF", 30)
+    finally:
+        con.close()
+    vm = daemon.wait_phase("quiet", "Stopped", 30)
+    cond = {c["type"]: c for c in vm["status"]["conditions"]}["Running"]
+    assert cond["message"] == "the guest powered off"
+    time.sleep(3)
+    assert daemon.vm("quiet")["status"]["phase"] == "Stopped"  # not started again
+
+    # AlwaysOn: powered off, started again (a new QEMU), with no crash counted.
+    first = daemon.wait_phase("always", "Running")["status"]["pid"]
+    deadline = time.monotonic() + 90
+    vm = None
+    while time.monotonic() < deadline:
+        vm = daemon.vm("always")
+        if vm["status"]["phase"] == "Running" and vm["status"]["pid"] != first:
+            break
+        time.sleep(0.2)
+    assert vm["status"]["pid"] != first and vm["status"]["restarts"] == 0
+    phases = [t["phase"] for t in vm["status"]["stats"]["phasesTransitions"]]
+    assert "Stopped" in phases[phases.index("Running"):]
+
+
+def test_node_selector_mismatch_stays_pending(daemon):
+    daemon.guest_disk("picky-root")
+    daemon.write_vm("picky", nodeSelector={"disktype": "hdd"})
+    daemon.start()
+    vm = daemon.wait_phase("picky", "Pending", 10)
+    ready = {c["type"]: c for c in vm["status"]["conditions"]}["Ready"]
+    assert ready["message"] == ("this node does not match: spec.nodeSelector: node has "
+                                "disktype=ssd, the VM needs disktype=hdd")
+    assert qemu_pids(daemon.root) == []
+
+
+def test_crash_loop_backs_off(daemon):
+    """QEMU that cannot run (a corrupt disk image) is restarted with growing delays, and
+    the reason is shown."""
+    path = daemon.root / "state" / "disks" / "default" / "bad-root.qcow2"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"QFI\xfb" + b"\x00" * 4092)  # a qcow2 magic and nothing sane after it
+    (daemon.etc / "disks.d" / "bad-root.json").write_text(json.dumps({
+        "apiVersion": "virtualization.deckhouse.io/v1alpha2", "kind": "VirtualDisk",
+        "metadata": {"name": "bad-root"}}))
+    daemon.write_vm("bad")
+    daemon.start()
+    seen = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        vm = daemon.vm("bad")
+        r = vm["status"]["restarts"]
+        if not seen or seen[-1][0] != r:
+            seen.append((r, time.monotonic()))
+        if r >= 3:
+            break
+        time.sleep(0.05)
+    assert [r for r, _ in seen][-1] >= 3, seen
+    cond = {c["type"]: c for c in vm["status"]["conditions"]}["Running"]
+    assert cond["reason"] == "CrashLoopBackOff"
+    assert cond["message"].startswith("QEMU exited unexpectedly (exit status 1)")
+    # Delays double: the gap before the third restart is longer than before the second.
+    times = {r: t for r, t in seen}
+    assert times[3] - times[2] > times[2] - times[1]
+    log = (daemon.root / "run" / "vms" / "default.bad" / "qemu.log").read_text()
+    assert "Unsupported qcow2 version" in log  # QEMU's own reason is kept for the operator
+
+
+def test_systemd_notify(daemon):
+    """Type=notify: READY=1 once serving, STATUS= with the VM counts, STOPPING=1."""
+    sock_path = str(daemon.root / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(20)
+    os.environ["NOTIFY_SOCKET"] = sock_path
+    try:
+        daemon.start()
+    finally:
+        del os.environ["NOTIFY_SOCKET"]
+    got = []
+    while "READY=1" not in got or not any(m.startswith("STATUS=") for m in got):
+        got.append(sock.recv(4096).decode())
+    assert "STATUS=0 VMs" in got
+    daemon.kill(signal.SIGTERM)
+    while "STOPPING=1" not in got:
+        got.append(sock.recv(4096).decode())
+    sock.close()
+
+
+def write_secret(daemon, name, type_, data, mode=0o600):
+    import base64
+    path = daemon.etc / "secrets.d" / f"{name}.json"
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": type_,
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}))
+    os.chmod(path, mode)
+    return path
+
+
+CLOUD_INIT = "provisioning.virtualization.deckhouse.io/cloud-init"
+SYSPREP = "provisioning.virtualization.deckhouse.io/sysprep"
+
+
+def test_provisioning_from_secrets(daemon):
+    """UserDataRef: the guest reads the Secret's decoded userData; SysprepRef: the guest
+    sees the unattend file on its own CD. Secret values never appear in the API."""
+    import hashlib
+    daemon.guest_disk("fromsecret-root")
+    daemon.guest_disk("win-root")
+    # The seed's cloud-config verbatim, this time from a Secret.
+    seed = json.loads((SOURCE / "tests" / "golden" / "seed-linux-vm.json").read_text())
+    user_data = seed["spec"]["provisioning"]["userData"]
+    marker = "fPmUsbjAuA7mnQNTajQM6Clhes"  # from its password hash: must never leak
+    write_secret(daemon, "cloud-init-example", CLOUD_INIT, {"userData": user_data})
+    unattend = "<unattend xmlns=\"urn:schemas-microsoft-com:unattend\"/>\n"
+    write_secret(daemon, "sysprep-example", SYSPREP, {"Unattend.XML": unattend})
+    daemon.write_vm("fromsecret", provisioning={
+        "type": "UserDataRef", "userDataRef": {"kind": "Secret", "name": "cloud-init-example"}})
+    daemon.write_vm("win", provisioning={
+        "type": "SysprepRef", "sysprepRef": {"kind": "Secret", "name": "sysprep-example"}})
+    daemon.start()
+    # Attach both consoles at once: serial output with nobody attached is dropped, and the
+    # markers below are printed once per boot.
+    daemon.wait_phase("fromsecret", "Running", 60)
+    con = console_of(daemon, "fromsecret")
+    daemon.wait_phase("win", "Running", 60)
+    win = console_of(daemon, "win")
+    try:
+        con.wait_for("VMLET-CIDATA-OK", 90)
+        got = "\n".join(con.section("VMLET-CIDATA-BEGIN user-data",
+                                    "VMLET-CIDATA-END user-data")) + "\n"
+        line = win.wait_for("VMLET-SYSPREP-FILE", 90)
+    finally:
+        con.close()
+        win.close()
+    assert got == user_data
+    sha = hashlib.sha256(unattend.encode()).hexdigest()
+    assert line == f"VMLET-SYSPREP-FILE unattend.xml {len(unattend)} {sha}"
+    # The seed ISO is private to the VM's QEMU.
+    iso = daemon.root / "run" / "vms" / "default.fromsecret" / "cidata.iso"
+    assert oct(iso.stat().st_mode & 0o777) == "0o600"
+    _, listing = daemon.request("GET", "/apis/virtualization.deckhouse.io/v1alpha2/virtualmachines")
+    assert marker not in json.dumps(listing)
+    assert marker not in daemon.log.read_text()
+
+    # A changed Secret is a change awaiting a restart (its content is never shown).
+    write_secret(daemon, "cloud-init-example", CLOUD_INIT, {"userData": "#cloud-config\n"})
+    deadline = time.monotonic() + 10
+    while not daemon.vm("fromsecret")["status"]["restartAwaitingChanges"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert daemon.vm("fromsecret")["status"]["restartAwaitingChanges"] == [{
+        "currentValue": "Secret cloud-init-example as of the last start",
+        "desiredValue": "Secret cloud-init-example as it is now",
+        "operation": "replace", "path": "provisioning.userDataRef"}]
+    pid = daemon.vm("fromsecret")["status"]["pid"]
+    daemon.operate("fromsecret", "Restart", force=True)
+    deadline = time.monotonic() + 60
+    while True:
+        vm = daemon.vm("fromsecret")
+        if vm["status"]["phase"] == "Running" and vm["status"].get("pid") not in (None, pid):
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert vm["status"]["restartAwaitingChanges"] == []
+
+
+def test_bad_secrets_leave_vm_pending(daemon):
+    daemon.guest_disk("open-root")
+    daemon.guest_disk("typed-root")
+    daemon.guest_disk("nokey-root")
+    daemon.guest_disk("nosecret-root")
+    write_secret(daemon, "open", CLOUD_INIT, {"userData": "#cloud-config\n"}, mode=0o644)
+    write_secret(daemon, "typed", SYSPREP, {"userData": "#cloud-config\n"})
+    write_secret(daemon, "nokey", CLOUD_INIT, {"user-data": "#cloud-config\n"})
+    (daemon.etc / "secrets.d" / "garbled.json").write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "garbled"},
+        "type": CLOUD_INIT, "data": {"userData": "not base64!"}}))
+    os.chmod(daemon.etc / "secrets.d" / "garbled.json", 0o600)
+    daemon.guest_disk("garbled-root")
+    for vm, secret in (("open", "open"), ("typed", "typed"), ("nokey", "nokey"),
+                       ("nosecret", "missing"), ("garbled", "garbled")):
+        daemon.write_vm(vm, provisioning={"type": "UserDataRef",
+                                          "userDataRef": {"kind": "Secret", "name": secret}})
+    daemon.start()
+
+    def reason(name):
+        vm = daemon.wait_phase(name, "Pending", 10)
+        return {c["type"]: c for c in vm["status"]["conditions"]}["Ready"]["message"]
+
+    secrets_d = daemon.etc / "secrets.d"
+    assert reason("open") == (f'spec.provisioning.userDataRef: Secret "open" was refused: '
+                              f"{secrets_d}/open.json: mode 0644 lets others read a Secret; "
+                              "expected 0600 or 0400 (chmod 600)")
+    assert reason("typed") == ('spec.provisioning.userDataRef: Secret "typed" has type '
+                               f'"{SYSPREP}", expected "{CLOUD_INIT}"')
+    assert reason("nokey") == 'spec.provisioning.userDataRef: Secret "nokey" has no key "userData"'
+    assert reason("nosecret") == ('spec.provisioning.userDataRef: Secret "missing" not found in '
+                                  'namespace "default"')
+    assert reason("garbled") == (
+        f'spec.provisioning.userDataRef: Secret "garbled" was refused: {secrets_d}/garbled.json: '
+        "data.userData: expected base64 (RFC 4648, padded), found invalid base64")
+    assert qemu_pids(daemon.root) == []
+    # Fixing the file mode is enough: the VM starts by itself.
+    os.chmod(secrets_d / "open.json", 0o600)
+    daemon.wait_phase("open", "Running", 60)
+
+
+def test_running_vm_survives_a_broken_edit(daemon):
+    """Breaking a running VM's drop-in by hand reports the problem but never stops it."""
+    daemon.guest_disk("steady-root")
+    path = daemon.write_vm("steady")
+    daemon.start()
+    pid = daemon.wait_phase("steady", "Running")["status"]["pid"]
+    good = path.read_text()
+    path.write_text(good.replace('"cores": 1', '"cores": 0'))
+    deadline = time.monotonic() + 10
+    while True:
+        vm = daemon.vm("steady")
+        ready = {c["type"]: c for c in vm["status"]["conditions"]}["Ready"]
+        if ready["status"] == "False":
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert "spec.cpu.cores: expected an integer from 1 to 248, found 0" in ready["message"]
+    assert vm["status"]["phase"] == "Running" and vm["status"]["pid"] == pid
+    path.write_text(good)
+    deadline = time.monotonic() + 10
+    while {c["type"]: c for c in daemon.vm("steady")["status"]["conditions"]}["Ready"]["status"] != "True":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert daemon.vm("steady")["status"]["pid"] == pid
+
+
+def test_record_write_failure_is_reported(daemon):
+    """When the VM's record cannot be written, the VM still runs and says so (a restarted
+    agent could not re-adopt it from a stale record); the next good write clears it."""
+    daemon.guest_disk("disk-full-root")
+    daemon.write_vm("disk-full")
+    vms = daemon.root / "state" / "vms"
+    vms.parent.mkdir(parents=True, exist_ok=True)
+    vms.write_text("not a directory")  # every record write now fails with ENOTDIR
+    daemon.start()
+    vm = daemon.wait_phase("disk-full", "Running")
+    cond = {c["type"]: c for c in vm["status"]["conditions"]}
+    assert cond["StatePersisted"]["status"] == "False"
+    assert cond["StatePersisted"]["reason"] == "WriteFailed"
+    assert str(vms) in cond["StatePersisted"]["message"]
+    assert cond["Ready"]["status"] == "True"  # not mistaken for a missing dependency
+    vms.unlink()
+    daemon.operate("disk-full", "Stop", force=True)
+    vm = daemon.wait_phase("disk-full", "Stopped", 30)
+    assert "StatePersisted" not in {c["type"] for c in vm["status"]["conditions"]}
+    assert (vms / "default.disk-full.json").exists()
