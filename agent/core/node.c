@@ -23,6 +23,34 @@ const char *vmlet_accel_name(VmletAccel accel)
   return "auto";
 }
 
+const char *vmlet_cgroup_manager_name(VmletCgroupManagerKind kind)
+{
+  switch (kind) {
+  case VMLET_CGROUP_AUTO:
+    return "auto";
+  case VMLET_CGROUP_SYSTEMD:
+    return "systemd";
+  case VMLET_CGROUP_FS_V2:
+    return "cgroupfs-v2";
+  case VMLET_CGROUP_FS_V1:
+    return "cgroupfs-v1";
+  case VMLET_CGROUP_NONE:
+    return "none";
+  }
+  return "auto";
+}
+
+const char *vmlet_cpu_limit_name(VmletCpuLimitMode mode)
+{
+  switch (mode) {
+  case VMLET_CPU_LIMIT_GUARANTEE:
+    return "guarantee";
+  case VMLET_CPU_LIMIT_CAP:
+    return "cap";
+  }
+  return "guarantee";
+}
+
 VmletNode *vmlet_node_new_default(void)
 {
   VmletNode *n = g_new0(VmletNode, 1);
@@ -41,6 +69,12 @@ VmletNode *vmlet_node_new_default(void)
   n->ovmf_vars = g_strdup("/usr/share/OVMF/OVMF_VARS_4M.fd");
   n->ovmf_code_secboot = g_strdup("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd");
   n->ovmf_vars_secboot = g_strdup("/usr/share/OVMF/OVMF_VARS_4M.ms.fd");
+  n->qemu_user = g_strdup("vmlet-qemu"); /* systemd/vmlet.sysusers */
+  n->cgroup_manager = VMLET_CGROUP_AUTO;
+  /* libvirt's and systemd-machined's slice: `systemd-cgls /machine.slice` shows VMs. */
+  n->slice = g_strdup("machine.slice");
+  n->cgroup_parent = g_strdup("/machine");
+  n->cpu_limit = VMLET_CPU_LIMIT_GUARANTEE;
   return n;
 }
 
@@ -61,6 +95,9 @@ void vmlet_node_free(VmletNode *n)
   g_free(n->ovmf_vars);
   g_free(n->ovmf_code_secboot);
   g_free(n->ovmf_vars_secboot);
+  g_free(n->qemu_user);
+  g_free(n->slice);
+  g_free(n->cgroup_parent);
   g_free(n);
 }
 
@@ -83,12 +120,104 @@ static const NodeKey path_keys[] = {
     {"qemu", "ovmf-vars-secboot", G_STRUCT_OFFSET(VmletNode, ovmf_vars_secboot)},
 };
 
+/* Settings with a fixed set of values, stored as an enum member of VmletNode. */
+typedef struct {
+  const char *group, *key;
+  gsize offset; /* of an enum (int-sized) member */
+  const char *const *names; /* indexed by the enum value */
+} NodeChoice;
+
+static const char *const accel_names[] = {"auto", "kvm", "tcg", NULL};
+static const char *const cgroup_names[] = {"auto", "systemd", "cgroupfs-v2", "cgroupfs-v1",
+                                           "none", NULL};
+static const char *const cpu_limit_names[] = {"guarantee", "cap", NULL};
+
+static const NodeChoice choice_keys[] = {
+    {"qemu", "accel", G_STRUCT_OFFSET(VmletNode, accel), accel_names},
+    {"resources", "cgroup-manager", G_STRUCT_OFFSET(VmletNode, cgroup_manager), cgroup_names},
+    {"resources", "core-fraction", G_STRUCT_OFFSET(VmletNode, cpu_limit), cpu_limit_names},
+};
+
+static gboolean set_choice(VmletNode *n, const char *path, GKeyFile *kf, const NodeChoice *c,
+                           GError **error)
+{
+  g_autofree char *v = g_key_file_get_string(kf, c->group, c->key, NULL);
+  if (!v)
+    return TRUE;
+  g_strstrip(v);
+  for (int i = 0; c->names[i]; i++)
+    if (g_str_equal(v, c->names[i])) {
+      *(int *)G_STRUCT_MEMBER_P(n, c->offset) = i;
+      return TRUE;
+    }
+  g_autofree char *list = g_strjoinv(", ", (char **)c->names);
+  g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID,
+              "%s: [%s] %s: expected one of %s, found \"%s\"", path, c->group, c->key, list, v);
+  return FALSE;
+}
+
+/* Plain strings checked by a pattern of their own. */
+static const struct {
+  const char *group, *key;
+  gsize offset;
+} string_keys[] = {
+    {"qemu", "user", G_STRUCT_OFFSET(VmletNode, qemu_user)},
+    {"resources", "slice", G_STRUCT_OFFSET(VmletNode, slice)},
+    {"resources", "cgroup-parent", G_STRUCT_OFFSET(VmletNode, cgroup_parent)},
+};
+
+static gboolean valid_string_setting(const char *key, const char *v)
+{
+  gsize len = strlen(v);
+  if (len > 200)
+    return FALSE;
+  if (g_str_equal(key, "user")) /* a user name, or empty for the agent's own user */
+    return strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") == len;
+  if (g_str_equal(key, "slice"))
+    return len > 6 && g_str_has_suffix(v, ".slice") && !strchr(v, '/') &&
+           strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:") == len;
+  /* cgroup-parent: path components without "." or ".." */
+  if (len == 0 || strstr(v, "//") || g_str_has_suffix(v, "/"))
+    return FALSE;
+  g_auto(GStrv) parts = g_strsplit(v[0] == '/' ? v + 1 : v, "/", -1);
+  for (guint i = 0; parts[i]; i++)
+    if (!*parts[i] || g_str_equal(parts[i], ".") || g_str_equal(parts[i], ".."))
+      return FALSE;
+  return strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:@") == len;
+}
+
+static gboolean set_string(VmletNode *n, const char *path, GKeyFile *kf, guint i, GError **error)
+{
+  g_autofree char *v = g_key_file_get_string(kf, string_keys[i].group, string_keys[i].key, NULL);
+  if (!v)
+    return TRUE;
+  g_strstrip(v);
+  if (!valid_string_setting(string_keys[i].key, v)) {
+    static const char *const expected[] = {
+        "a user name (letters, digits, '_', '-', '.'), or nothing for the agent's own user",
+        "a slice unit name such as machine.slice",
+        "a cgroup path such as /machine (absolute) or vmlet (below the agent's own cgroup)",
+    };
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID, "%s: [%s] %s: expected %s, found \"%s\"",
+                path, string_keys[i].group, string_keys[i].key, expected[i], v);
+    return FALSE;
+  }
+  char **slot = G_STRUCT_MEMBER_P(n, string_keys[i].offset);
+  g_free(*slot);
+  *slot = g_steal_pointer(&v);
+  return TRUE;
+}
+
 static gboolean known_key(const char *group, const char *key)
 {
   if (g_str_equal(group, "node"))
     return g_str_equal(key, "name") || g_str_equal(key, "labels");
-  if (g_str_equal(group, "qemu") && g_str_equal(key, "accel"))
-    return TRUE;
+  for (gsize i = 0; i < G_N_ELEMENTS(choice_keys); i++)
+    if (g_str_equal(group, choice_keys[i].group) && g_str_equal(key, choice_keys[i].key))
+      return TRUE;
+  for (gsize i = 0; i < G_N_ELEMENTS(string_keys); i++)
+    if (g_str_equal(group, string_keys[i].group) && g_str_equal(key, string_keys[i].key))
+      return TRUE;
   for (gsize i = 0; i < G_N_ELEMENTS(path_keys); i++)
     if (g_str_equal(group, path_keys[i].group) && g_str_equal(key, path_keys[i].key))
       return TRUE;
@@ -137,7 +266,8 @@ VmletNode *vmlet_node_load(const char *path, GError **error)
         g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID,
                     "%s: [%s] %s: unknown setting (known: [node] name, labels; [paths] run-dir, "
                     "state-dir, disk-dir, image-dir, config-dir, profiles-dir; [qemu] binary, "
-                    "accel, ovmf-code, ovmf-vars, ovmf-code-secboot, ovmf-vars-secboot)",
+                    "accel, user, ovmf-code, ovmf-vars, ovmf-code-secboot, ovmf-vars-secboot; "
+                    "[resources] cgroup-manager, slice, cgroup-parent, core-fraction)",
                     path, groups[i], keys[j]);
         return NULL;
       }
@@ -189,21 +319,12 @@ VmletNode *vmlet_node_load(const char *path, GError **error)
     g_hash_table_insert(n->labels, g_strndup(labels[i], (gsize)(eq - labels[i])),
                         g_strdup(eq + 1));
   }
-  g_autofree char *accel = g_key_file_get_string(kf, "qemu", "accel", NULL);
-  if (accel) {
-    g_strstrip(accel);
-    if (g_str_equal(accel, "auto"))
-      n->accel = VMLET_ACCEL_AUTO;
-    else if (g_str_equal(accel, "kvm"))
-      n->accel = VMLET_ACCEL_KVM;
-    else if (g_str_equal(accel, "tcg"))
-      n->accel = VMLET_ACCEL_TCG;
-    else {
-      g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID,
-                  "%s: [qemu] accel: expected one of auto, kvm, tcg, found \"%s\"", path, accel);
+  for (gsize i = 0; i < G_N_ELEMENTS(choice_keys); i++)
+    if (!set_choice(n, path, kf, &choice_keys[i], error))
       return NULL;
-    }
-  }
+  for (guint i = 0; i < G_N_ELEMENTS(string_keys); i++)
+    if (!set_string(n, path, kf, i, error))
+      return NULL;
   return g_steal_pointer(&n);
 }
 

@@ -9,6 +9,21 @@ typedef enum {
   VMLET_ACCEL_TCG,
 } VmletAccel;
 
+/* How the VMs' cgroups are made (cgroup.h); AUTO is resolved when the daemon starts. */
+typedef enum {
+  VMLET_CGROUP_AUTO,     /* systemd when PID 1 is systemd, else cgroupfs v2, else v1 */
+  VMLET_CGROUP_SYSTEMD,  /* a transient scope per VM over sd-bus */
+  VMLET_CGROUP_FS_V2,
+  VMLET_CGROUP_FS_V1,
+  VMLET_CGROUP_NONE,     /* no limits: development only, QEMU stays in the agent's cgroup */
+} VmletCgroupManagerKind;
+
+/* What coreFraction means for the CPU quota (resources.h). */
+typedef enum {
+  VMLET_CPU_LIMIT_GUARANTEE, /* DVP: weight from cores x fraction, quota = cores */
+  VMLET_CPU_LIMIT_CAP,       /* Proxmox cpulimit: quota = cores x fraction */
+} VmletCpuLimitMode;
+
 typedef struct {
   char *name;
   GHashTable *labels;
@@ -22,6 +37,11 @@ typedef struct {
   VmletAccel accel;
   char *ovmf_code, *ovmf_vars;                 /* EFI */
   char *ovmf_code_secboot, *ovmf_vars_secboot; /* EFIWithSecureBoot */
+  char *qemu_user;    /* QEMU runs as this user; "" = the agent's own user */
+  VmletCgroupManagerKind cgroup_manager;
+  char *slice;        /* systemd: the slice of the VMs' scopes */
+  char *cgroup_parent; /* cgroupfs: absolute, or relative to the agent's own cgroup */
+  VmletCpuLimitMode cpu_limit;
 } VmletNode;
 
 VmletNode *vmlet_node_new_default(void);
@@ -36,3 +56,5 @@ VmletNode *vmlet_node_load(const char *path, GError **error);
 gboolean vmlet_kvm_usable(const char *sysfs_module_dir);
 void vmlet_node_resolve_accel(VmletNode *node);
 const char *vmlet_accel_name(VmletAccel accel);
+const char *vmlet_cgroup_manager_name(VmletCgroupManagerKind kind);
+const char *vmlet_cpu_limit_name(VmletCpuLimitMode mode);

@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/close_range.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,32 +43,118 @@ gboolean vmlet_proc_start_time(pid_t pid, guint64 *out)
   return TRUE;
 }
 
-static void child_setup(gpointer data)
+/* write(2) of a NUL-terminated string: the only output allowed between fork and exec. */
+static void say(const char *s)
 {
-  /* A session of its own: ^C on the agent's terminal or a signal to its process group
-   * must not reach the VMs. Runs between fork and exec: async-signal-safe calls only. */
-  setsid();
-  sigset_t all;
-  sigemptyset(&all);
-  sigprocmask(SIG_SETMASK, &all, NULL);
+  ssize_t n = write(STDERR_FILENO, s, strlen(s));
+  (void)n;
 }
 
-gboolean vmlet_proc_spawn(const char *const *argv, int log_fd, VmletProcId *out, GError **error)
+static void say_num(int v)
 {
-  static const char *const envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                     NULL};
+  char buf[16];
+  int i = (int)sizeof buf;
+  buf[--i] = '\0';
+  unsigned u = v < 0 ? (unsigned)-v : (unsigned)v;
+  do {
+    buf[--i] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u && i > 1);
+  if (v < 0)
+    buf[--i] = '-';
+  say(buf + i);
+}
+
+static G_NORETURN void child_fail(const char *what, const char *detail, int err, int code)
+{
+  say("vmlet: ");
+  say(what);
+  if (detail) {
+    say(": ");
+    say(detail);
+  }
+  say(": errno ");
+  say_num(err);
+  say("\n");
+  _exit(code);
+}
+
+/* The child between fork and exec: async-signal-safe calls only (the agent has threads).
+ * Not g_spawn: it waits for the exec, which a gated child has not reached yet. */
+static G_NORETURN void child(const char *const *argv, int devnull, int log_fd, int gate_r,
+                             int gate_w, const VmletConfine *confine)
+{
+  static char *const envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                               NULL};
+  /* A session of its own: ^C on the agent's terminal or a signal to its process group
+   * must not reach the VMs. Signal dispositions and mask as a new program expects them
+   * (an ignored SIGPIPE would otherwise survive exec). */
+  setsid();
+  struct sigaction dfl = {.sa_handler = SIG_DFL};
+  for (int sig = 1; sig < NSIG; sig++)
+    sigaction(sig, &dfl, NULL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  umask(077);
+  if (dup2(devnull, STDIN_FILENO) < 0 || dup2(log_fd, STDOUT_FILENO) < 0 ||
+      dup2(log_fd, STDERR_FILENO) < 0)
+    _exit(127);
+  /* Only the agent may hold the gate's write end: an agent that dies before releasing
+   * the child then makes the read below return 0 instead of blocking forever. */
+  if (gate_w >= 0)
+    close(gate_w);
+  /* Every other inherited descriptor is closed by exec (the gate's read end included). */
+  if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+    child_fail("close_range", NULL, errno, 127);
+  if (gate_r >= 0) {
+    char c = 0;
+    ssize_t n;
+    do
+      n = read(gate_r, &c, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1 || c != 'G')
+      _exit(127);
+  }
+  if (confine) {
+    const char *step = "?";
+    int r = vmlet_confine_apply(confine, &step);
+    if (r < 0)
+      child_fail("confining QEMU failed", step, -r, 126);
+  }
+  execve(argv[0], (char *const *)argv, envp);
+  child_fail("exec", argv[0], errno, 127);
+}
+
+gboolean vmlet_proc_spawn(const char *const *argv, int log_fd, const VmletSpawnOptions *opts,
+                          VmletProcId *out, int *gate_out, GError **error)
+{
+  if (!g_path_is_absolute(argv[0])) {
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID, "starting %s: expected an absolute path",
+                argv[0]);
+    return FALSE;
+  }
   vmlet_autofd devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (devnull < 0) {
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "/dev/null: %s", g_strerror(errno));
     return FALSE;
   }
-  GPid pid = 0;
-  /* Not G_SPAWN_LEAVE_DESCRIPTORS_OPEN: GLib closes every fd but 0, 1 and 2 in the child. */
-  if (!g_spawn_async_with_pipes_and_fds(NULL, argv, envp,
-                                        G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_CLOEXEC_PIPES,
-                                        child_setup, NULL, devnull, log_fd, log_fd, NULL, NULL,
-                                        0, &pid, NULL, NULL, NULL, error)) {
-    g_prefix_error(error, "starting %s: ", argv[0]);
+  int gate[2] = {-1, -1};
+  if (opts && opts->gated && pipe2(gate, O_CLOEXEC) < 0) {
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "pipe2: %s", g_strerror(errno));
+    return FALSE;
+  }
+  pid_t pid = fork();
+  if (pid == 0)
+    child(argv, devnull, log_fd, gate[0], gate[1], opts ? opts->confine : NULL);
+  int err = errno;
+  if (gate[0] >= 0)
+    close(gate[0]);
+  if (pid < 0) {
+    if (gate[1] >= 0)
+      close(gate[1]);
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "starting %s: fork: %s", argv[0],
+                g_strerror(err));
     return FALSE;
   }
   VmletProcId id = {.pid = pid};
@@ -76,7 +164,24 @@ gboolean vmlet_proc_spawn(const char *const *argv, int log_fd, VmletProcId *out,
     id.start_time = 0;
   }
   *out = id;
+  if (gate_out)
+    *gate_out = gate[1];
+  else if (gate[1] >= 0)
+    vmlet_proc_release(gate[1], TRUE);
   return TRUE;
+}
+
+void vmlet_proc_release(int gate_fd, gboolean go)
+{
+  if (gate_fd < 0)
+    return;
+  if (go) {
+    ssize_t n;
+    do
+      n = write(gate_fd, "G", 1);
+    while (n < 0 && errno == EINTR);
+  }
+  close(gate_fd);
 }
 
 int vmlet_proc_open(const VmletProcId *id, GError **error)

@@ -745,7 +745,7 @@ static void start(VmletVm *vm)
   if (!error && prepare_files(vm, plan, &log_fd, &error)) {
     g_auto(GStrv) argv = vm_qemu_argv(plan);
     vm->spawn_mono_us = g_get_monotonic_time();
-    vmlet_proc_spawn((const char *const *)argv, log_fd, &id, &error);
+    vmlet_proc_spawn((const char *const *)argv, log_fd, NULL, &id, NULL, &error);
   }
   if (error) {
     set_str(&vm->problem, error->message);

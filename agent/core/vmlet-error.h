@@ -10,6 +10,7 @@ typedef enum {
   VMLET_ERROR_NOT_FOUND, /* a referenced object or file does not exist */
   VMLET_ERROR_TOO_LARGE, /* an input exceeds its bound */
   VMLET_ERROR_IO,        /* reading or writing failed */
+  VMLET_ERROR_EXISTS,    /* something that must be new exists already */
 } VmletErrorCode;
 
 GQuark vmlet_error_quark(void);

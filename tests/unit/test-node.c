@@ -20,6 +20,9 @@ static void test_defaults(void)
   g_assert_cmpstr(n->run_dir, ==, "/run/vmlet");
   g_assert_cmpstr(n->disk_dir, ==, "/var/lib/vmlet/disks");
   g_assert_cmpint(n->accel, ==, VMLET_ACCEL_AUTO);
+  g_assert_cmpstr(n->qemu_user, ==, "vmlet-qemu");
+  g_assert_cmpint(n->cgroup_manager, ==, VMLET_CGROUP_AUTO);
+  g_assert_cmpint(n->cpu_limit, ==, VMLET_CPU_LIMIT_GUARANTEE);
   vmlet_node_resolve_accel(n);
   g_assert_cmpint(n->accel, !=, VMLET_ACCEL_AUTO);
 }
@@ -49,7 +52,9 @@ static void test_load(void)
 {
   g_autofree char *path = write_temp("[node]\nname=hv-1\nlabels=disktype=ssd;zone=a\n"
                                      "[paths]\nstate-dir=/srv/vmlet\n"
-                                     "[qemu]\naccel=tcg\nbinary=/opt/qemu/bin/qemu\n");
+                                     "[qemu]\naccel=tcg\nbinary=/opt/qemu/bin/qemu\nuser=\n"
+                                     "[resources]\ncgroup-manager=cgroupfs-v1\n"
+                                     "cgroup-parent=vmlet/test\ncore-fraction=cap\n");
   g_autoptr(GError) error = NULL;
   g_autoptr(VmletNode) n = vmlet_node_load(path, &error);
   g_assert_no_error(error);
@@ -61,6 +66,11 @@ static void test_load(void)
   g_assert_cmpstr(n->image_dir, ==, "/srv/vmlet/images");
   g_assert_cmpint(n->accel, ==, VMLET_ACCEL_TCG);
   g_assert_cmpstr(n->qemu_binary, ==, "/opt/qemu/bin/qemu");
+  g_assert_cmpstr(n->qemu_user, ==, "");
+  g_assert_cmpint(n->cgroup_manager, ==, VMLET_CGROUP_FS_V1);
+  g_assert_cmpstr(n->cgroup_parent, ==, "vmlet/test");
+  g_assert_cmpint(n->cpu_limit, ==, VMLET_CPU_LIMIT_CAP);
+  g_assert_cmpstr(n->slice, ==, "machine.slice");
   g_unlink(path);
 }
 
@@ -84,7 +94,17 @@ static void test_rejections(void)
                   "[paths] run-dir: expected an absolute path of at most 512 bytes without "
                   "commas, found \"relative/dir\"");
   assert_rejected("[paths]\nrun-dir=/a,b\n", "without commas, found \"/a,b\"");
-  assert_rejected("[qemu]\nacel=kvm\n", "ovmf-code-secboot, ovmf-vars-secboot)");
+  assert_rejected("[qemu]\nacel=kvm\n", "cgroup-manager, slice, cgroup-parent, core-fraction)");
+  assert_rejected("[resources]\ncgroup-manager=cgroupfs\n",
+                  "[resources] cgroup-manager: expected one of auto, systemd, cgroupfs-v2, "
+                  "cgroupfs-v1, none, found \"cgroupfs\"");
+  assert_rejected("[resources]\ncore-fraction=hard\n",
+                  "expected one of guarantee, cap, found \"hard\"");
+  assert_rejected("[resources]\nslice=machine\n",
+                  "[resources] slice: expected a slice unit name such as machine.slice, found "
+                  "\"machine\"");
+  assert_rejected("[resources]\ncgroup-parent=/a/../b\n", "found \"/a/../b\"");
+  assert_rejected("[qemu]\nuser=qemu user\n", "found \"qemu user\"");
   assert_rejected("[node]\nlabels=novalue\n", "found \"novalue\"");
   assert_rejected("not a key file", "");
 }

@@ -73,7 +73,7 @@ static void test_spawn_clean_child(void)
                         "echo SID $(ps -o sid= -p $$) PID $$; exit 7", NULL};
   VmletProcId id;
   g_autoptr(GError) error = NULL;
-  g_assert_true(vmlet_proc_spawn(argv, logfd, &id, &error));
+  g_assert_true(vmlet_proc_spawn(argv, logfd, NULL, &id, NULL, &error));
   g_assert_no_error(error);
   close(leak);
 
@@ -124,7 +124,7 @@ static void test_adopt_real_qemu(void)
                         "-display", "none", NULL};
   VmletProcId id;
   g_autoptr(GError) error = NULL;
-  g_assert_true(vmlet_proc_spawn(argv, logfd, &id, &error));
+  g_assert_true(vmlet_proc_spawn(argv, logfd, NULL, &id, NULL, &error));
   g_assert_cmpuint(id.start_time, >, 0);
 
   /* As a restarted agent would: only the recorded pid and start time. */
@@ -169,7 +169,7 @@ static void test_start_time_parsing(void)
   const char *argv[] = {odd, "5", NULL};
   VmletProcId id;
   vmlet_autofd logfd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-  g_assert_true(vmlet_proc_spawn(argv, logfd, &id, NULL));
+  g_assert_true(vmlet_proc_spawn(argv, logfd, NULL, &id, NULL, NULL));
   guint64 st = 0;
   g_assert_true(vmlet_proc_start_time(id.pid, &st));
   g_assert_cmpuint(st, ==, id.start_time);
