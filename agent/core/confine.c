@@ -201,6 +201,16 @@ const char *vmlet_confine_user(const VmletConfine *c)
   return c->user;
 }
 
+gboolean vmlet_confine_in_group(const VmletConfine *c, gid_t gid)
+{
+  if (gid == vmlet_confine_gid(c))
+    return TRUE;
+  for (int i = 0; c->change_user && i < c->ngroups; i++)
+    if (c->groups[i] == gid)
+      return TRUE;
+  return FALSE;
+}
+
 int vmlet_confine_apply(const VmletConfine *c, const char **step)
 {
 #define FAIL(what)                                                                             \

@@ -27,6 +27,8 @@ gboolean vmlet_confine_changes_user(const VmletConfine *c);
 uid_t vmlet_confine_uid(const VmletConfine *c);
 gid_t vmlet_confine_gid(const VmletConfine *c);
 const char *vmlet_confine_user(const VmletConfine *c);
+/* Whether gid is QEMU's group or one of its supplementary groups. */
+gboolean vmlet_confine_in_group(const VmletConfine *c, gid_t gid);
 
 /* In the child, between fork and exec: drops privileges and loads the filter. Returns 0,
  * or a negative errno with *step naming the call that failed (a static string). */

@@ -1,5 +1,8 @@
 #include "manager.h"
 
+#include "cgroup.h"
+#include "confine.h"
+
 #include "strutil.h"
 
 #include <string.h>
@@ -39,6 +42,9 @@ static void vmlet_manager_finalize(GObject *obj)
   g_hash_table_unref(mgr->vms);
   g_ptr_array_unref(mgr->problems);
   vmlet_inventory_free(mgr->env.inv);
+  vmlet_cgroups_free(mgr->env.cgroups);
+  g_free(mgr->env.cgroups_problem);
+  vmlet_confine_free(mgr->env.confine);
   vmlet_node_free(mgr->env.node);
   G_OBJECT_CLASS(vmlet_manager_parent_class)->finalize(obj);
 }
@@ -65,6 +71,10 @@ VmletManager *vmlet_manager_new(VmletNode *node)
   VmletManager *mgr = g_object_new(VMLET_TYPE_MANAGER, NULL);
   mgr->env.node = node;
   mgr->env.inv = vmlet_inventory_new();
+  g_autoptr(GError) error = NULL;
+  mgr->env.cgroups = vmlet_cgroups_new(node, &error);
+  if (!mgr->env.cgroups)
+    mgr->env.cgroups_problem = g_strdup(error->message);
   return mgr;
 }
 

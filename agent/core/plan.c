@@ -225,6 +225,12 @@ static void resolve_disks(VmPlan *plan, VmletInventory *inv, const VmletNode *no
                      sata, AHCI_PORTS);
 }
 
+void vm_plan_topology(guint cores, guint *sockets, guint *cores_per_socket)
+{
+  *sockets = cores <= 16 ? 1 : cores <= 32 ? 2 : cores <= 64 ? 4 : 8;
+  *cores_per_socket = cores / *sockets;
+}
+
 VmPlan *vm_plan_build(VmSpec *spec, VmletInventory *inv, const VmletNode *node, VmletDiag *d)
 {
   g_return_val_if_fail(node->accel != VMLET_ACCEL_AUTO, NULL);
@@ -253,9 +259,7 @@ VmPlan *vm_plan_build(VmSpec *spec, VmletInventory *inv, const VmletNode *node, 
     plan->cpu = cpu_argument(k, spec, node->accel);
   }
 
-  /* DVP topology: up to 16 cores in one socket, then 2, 4 or 8 equal sockets. */
-  plan->sockets = spec->cores <= 16 ? 1 : spec->cores <= 32 ? 2 : spec->cores <= 64 ? 4 : 8;
-  plan->cores_per_socket = spec->cores / plan->sockets;
+  vm_plan_topology(spec->cores, &plan->sockets, &plan->cores_per_socket);
 
   const guint64 mib = 1024 * 1024;
   plan->memory_mib = (spec->memory_bytes + mib - 1) / mib;

@@ -54,6 +54,9 @@ typedef struct {
   gboolean secure_boot;
 } VmPlan;
 
+/* DVP's CPU topology: up to 16 cores in one socket, then 2, 4 or 8 equal sockets. */
+void vm_plan_topology(guint cores, guint *sockets, guint *cores_per_socket);
+
 /* The longest socket path Linux accepts in sockaddr_un, minus the NUL. */
 #define VMLET_UNIX_PATH_MAX 107
 

@@ -1,6 +1,7 @@
 #include "qemu-argv.h"
 
 #include "qemu-devices.h"
+#include "resources.h"
 
 /* Builders are called in a fixed order, one per device kind (libvirt's
  * qemuBuildCommandLine); each appends its arguments. */
@@ -42,7 +43,12 @@ static void build_machine(GPtrArray *a, const VmPlan *p)
     g_string_append(m, ",smm=on");
   g_ptr_array_add(a, g_string_free(m, FALSE));
   arg(a, "-accel");
-  arg(a, p->accel == VMLET_ACCEL_KVM ? "kvm" : "tcg");
+  /* TCG's translation cache defaults to 1 GiB (capped at RAM/8) and is never given back:
+   * bounded here so the memory limit (resources.h) can count it. */
+  if (p->accel == VMLET_ACCEL_KVM)
+    arg(a, "kvm");
+  else
+    g_ptr_array_add(a, g_strdup_printf("tcg,tb-size=%d", VMLET_TCG_TB_SIZE_MIB));
   arg(a, "-cpu");
   arg(a, p->cpu);
   arg(a, "-m");

@@ -13,12 +13,17 @@
 #include <glib/gstdio.h>
 
 #include "strutil.h"
+#include "cgroup.h"
+#include "confine.h"
 #include "fileio.h"
 #include "nocloud.h"
 #include "plan.h"
 #include "process.h"
+#include "quantity.h"
 #include "qemu-argv.h"
+#include "qemu-access.h"
 #include "qmp.h"
+#include "resources.h"
 #include "specdiff.h"
 #include "vmlet-error.h"
 
@@ -61,6 +66,9 @@ struct _VmletVm {
   VmPlan *plan;          /* what the running QEMU was started from */
   int pidfd;
   guint pidfd_watch;
+  int gate;              /* holds a new QEMU before exec until it is in its cgroup */
+  VmResources res;       /* the limits its cgroup was given */
+  char *resources_error; /* why a live change of them failed */
   gboolean is_child;     /* spawned by this agent (reapable) rather than adopted */
   VmletQmp *qmp;
   GCancellable *cancel;  /* QMP connect and commands of the current QEMU */
@@ -131,6 +139,7 @@ static void vmlet_vm_finalize(GObject *obj)
   g_clear_pointer(&vm->plan, vm_plan_unref);
   g_free(vm->last_exit);
   g_free(vm->save_error);
+  g_free(vm->resources_error);
   g_ptr_array_unref(vm->ops);
   G_OBJECT_CLASS(vmlet_vm_parent_class)->finalize(obj);
 }
@@ -147,6 +156,7 @@ static void vmlet_vm_class_init(VmletVmClass *klass)
 static void vmlet_vm_init(VmletVm *vm)
 {
   vm->pidfd = -1;
+  vm->gate = -1;
   vm->ops = g_ptr_array_new_with_free_func(op_free);
   vm->backoff_s = BACKOFF_MIN_S;
 }
@@ -297,6 +307,91 @@ static JsonArray *pending_changes(VmletVm *vm)
   return changes;
 }
 
+/* ---- resources ---- */
+
+/* cores, coreFraction and memory of the spec the running QEMU was started with (specs
+ * are stored with their defaults filled in, vmspec.c). */
+static gboolean started_sizing(VmletVm *vm, VmSpec *out)
+{
+  JsonNode *started = vm->rec->started_spec;
+  if (!started || !JSON_NODE_HOLDS_OBJECT(started))
+    return FALSE;
+  JsonObject *spec = json_node_get_object(started);
+  JsonObject *cpu = json_object_get_object_member(spec, "cpu");
+  JsonObject *mem = json_object_get_object_member(spec, "memory");
+  if (!cpu || !mem)
+    return FALSE;
+  const char *fraction = json_object_get_string_member_with_default(cpu, "coreFraction", "");
+  const char *size = json_object_get_string_member_with_default(mem, "size", "");
+  const char *why = NULL;
+  out->cores = (guint)json_object_get_int_member_with_default(cpu, "cores", 0);
+  out->core_fraction = (guint)g_ascii_strtoull(fraction, NULL, 10);
+  return out->cores > 0 && out->core_fraction > 0 &&
+         vmlet_quantity_parse_bytes(size, &out->memory_bytes, &why);
+}
+
+static VmletAccel accel_of(VmletVm *vm)
+{
+  return vm->plan ? vm->plan->accel : vm->env->node->accel;
+}
+
+/* DVP applies a coreFraction change to a running VM at once unless it crosses 100%
+ * (a whole core guaranteed or not). With the new weight and quota in QEMU's cgroup, the
+ * started spec takes the new fraction, so it is no longer a change awaiting a restart. */
+static void on_cpu_updated(GObject *src, GAsyncResult *res, gpointer data);
+
+static void apply_core_fraction(VmletVm *vm)
+{
+  VmSpec running = {0};
+  if (vm->phase != VM_PHASE_RUNNING || !vm->spec || !vm->rec->cgroup || !vm->env->cgroups ||
+      vm->resources_error || !started_sizing(vm, &running))
+    return;
+  guint want = vm->spec->core_fraction;
+  if (want == running.core_fraction || want == 100 || running.core_fraction == 100)
+    return;
+  running.core_fraction = want;
+  VmResources r;
+  vm_resources_compute(&running, accel_of(vm), vm->env->node->cpu_limit, &r);
+  vmlet_cgroups_update_cpu_async(vm->env->cgroups, vm->rec->cgroup, &r, vm->cancel,
+                                 on_cpu_updated, g_object_ref(vm));
+}
+
+static void on_cpu_updated(GObject *src, GAsyncResult *res, gpointer data)
+{
+  g_autoptr(VmletVm) vm = data;
+  g_autoptr(GError) error = NULL;
+  if (!vmlet_cgroups_update_cpu_finish(vm->env->cgroups, res, &error)) {
+    if (!g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+      set_str(&vm->resources_error, error->message);
+    changed(vm);
+    return;
+  }
+  if (!vm->spec || !vm->rec->started_spec)
+    return;
+  JsonObject *cpu = json_object_get_object_member(json_node_get_object(vm->rec->started_spec),
+                                                  "cpu");
+  g_autofree char *fraction = g_strdup_printf("%u%%", vm->spec->core_fraction);
+  json_object_set_string_member(cpu, "coreFraction", fraction);
+  save(vm);
+  changed(vm);
+}
+
+/* status.resources for the running QEMU (or the desired spec when none runs). */
+static JsonNode *resources_json(VmletVm *vm)
+{
+  VmSpec sizing = {0};
+  if (!qemu_alive(vm) || !started_sizing(vm, &sizing)) {
+    if (!vm->spec)
+      return NULL;
+    sizing = *vm->spec;
+  }
+  VmResources r;
+  vm_resources_compute(&sizing, accel_of(vm), vm->env->node->cpu_limit, &r);
+  guint sockets = 0, per_socket = 0;
+  vm_plan_topology(sizing.cores, &sockets, &per_socket);
+  return vm_resources_status_json(&sizing, &r, sockets, per_socket);
+}
+
 /* ---- stopping ---- */
 
 static void on_qmp_done(GObject *src, GAsyncResult *res, gpointer data)
@@ -371,6 +466,9 @@ static void schedule_restart(VmletVm *vm);
 
 static void stop_watching(VmletVm *vm)
 {
+  /* A QEMU still held at its gate is let go to exit, never to run. */
+  vmlet_proc_release(vm->gate, FALSE);
+  vm->gate = -1;
   g_clear_handle_id(&vm->pidfd_watch, g_source_remove);
   g_clear_handle_id(&vm->connect_retry, g_source_remove);
   if (vm->cancel) {
@@ -426,6 +524,9 @@ static void qemu_exited(VmletVm *vm)
   vm->stop_requested = vm->guest_shutdown = vm->restart_after_stop = FALSE;
   vm->rec->proc.pid = 0;
   vm->rec->proc.start_time = 0;
+  if (vm->env->cgroups)
+    vmlet_cgroups_remove(vm->env->cgroups, vm->rec->cgroup);
+  g_clear_pointer(&vm->rec->cgroup, g_free);
   g_clear_pointer(&vm->plan, vm_plan_unref);
   if (vm->rec->started_spec) {
     json_node_unref(vm->rec->started_spec);
@@ -609,13 +710,45 @@ static gboolean try_connect(gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-static void watch(VmletVm *vm, int pidfd)
+/* Watches QEMU's exit through its pidfd. */
+static void watch_process(VmletVm *vm, int pidfd)
 {
   vm->pidfd = pidfd;
   vm->pidfd_watch = g_unix_fd_add(pidfd, G_IO_IN, on_pidfd, vm);
   vm->cancel = g_cancellable_new();
+}
+
+static void connect_qmp(VmletVm *vm)
+{
   vm->connect_deadline_us = g_get_monotonic_time() + QMP_CONNECT_TIMEOUT_MS * 1000;
   try_connect(vm);
+}
+
+/* QEMU is in its cgroup (or could not be put there): let it exec, or make it exit. */
+static void on_placed(GObject *src, GAsyncResult *res, gpointer data)
+{
+  g_autoptr(VmletVm) vm = data;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *location = vmlet_cgroups_place_finish(vm->env->cgroups, res, &error);
+  if (vm->gate < 0 || !qemu_alive(vm)) {
+    /* QEMU is gone already (stopped, deleted): an empty group is left to remove. */
+    if (location)
+      vmlet_cgroups_remove(vm->env->cgroups, location);
+    return;
+  }
+  if (!location) {
+    g_free(vm->last_exit);
+    vm->last_exit = g_strdup_printf("placing QEMU in its cgroup failed: %s", error->message);
+    vmlet_proc_release(vm->gate, FALSE);
+    vm->gate = -1;
+    return; /* it exits at the gate; its exit schedules a retry */
+  }
+  g_free(vm->rec->cgroup);
+  vm->rec->cgroup = g_steal_pointer(&location);
+  save(vm);
+  vmlet_proc_release(vm->gate, TRUE);
+  vm->gate = -1;
+  connect_qmp(vm);
 }
 
 /* ---- starting ---- */
@@ -729,6 +862,15 @@ static gboolean prepare_files(VmletVm *vm, VmPlan *plan, int *log_fd, GError **e
   return TRUE;
 }
 
+/* QEMU's confinement, prepared once (the user may be created after vmletd started, so a
+ * failure is not kept). */
+static VmletConfine *confinement(VmletVm *vm, GError **error)
+{
+  if (!vm->env->confine)
+    vm->env->confine = vmlet_confine_new(vm->env->node->qemu_user, error);
+  return vm->env->confine;
+}
+
 static void start(VmletVm *vm)
 {
   g_autoptr(VmletDiag) d = vmlet_diag_new(vm->source);
@@ -740,12 +882,18 @@ static void start(VmletVm *vm)
   else if (!vm_spec_matches_node(vm->spec, vm->env->node->labels, &mismatch))
     g_set_error(&error, VMLET_ERROR, VMLET_ERROR_INVALID, "this node does not match: %s",
                 mismatch);
+  else if (!vm->env->cgroups)
+    g_set_error(&error, VMLET_ERROR, VMLET_ERROR_INVALID, "%s", vm->env->cgroups_problem);
   vmlet_autofd log_fd = -1;
   VmletProcId id;
-  if (!error && prepare_files(vm, plan, &log_fd, &error)) {
+  int gate = -1;
+  VmletConfine *confine = error ? NULL : confinement(vm, &error);
+  if (confine && prepare_files(vm, plan, &log_fd, &error) &&
+      vmlet_qemu_access_grant(plan, confine, &error)) {
     g_auto(GStrv) argv = vm_qemu_argv(plan);
+    VmletSpawnOptions opts = {.confine = confine, .gated = TRUE};
     vm->spawn_mono_us = g_get_monotonic_time();
-    vmlet_proc_spawn((const char *const *)argv, log_fd, NULL, &id, NULL, &error);
+    vmlet_proc_spawn((const char *const *)argv, log_fd, &opts, &id, &gate, &error);
   }
   if (error) {
     set_str(&vm->problem, error->message);
@@ -756,6 +904,8 @@ static void start(VmletVm *vm)
     return;
   }
   g_clear_pointer(&vm->problem, g_free);
+  g_clear_pointer(&vm->resources_error, g_free);
+  vm_resources_compute(vm->spec, plan->accel, vm->env->node->cpu_limit, &vm->res);
   vm->plan = g_steal_pointer(&plan);
   vm->rec->proc = id;
   set_str(&vm->rec->qmp_socket, vm->plan->qmp_socket);
@@ -767,7 +917,7 @@ static void start(VmletVm *vm)
   set_phase(vm, VM_PHASE_STARTING);
   int pidfd = vmlet_proc_open(&id, &error);
   if (pidfd < 0) {
-    /* It died at once (bad binary, argv refused): the log says why. */
+    vmlet_proc_release(gate, FALSE);
     g_free(vm->last_exit);
     vm->last_exit = g_strdup_printf("QEMU exited at start; see %s/qemu.log", vm->plan->runtime_dir);
     waitpid(id.pid, NULL, WNOHANG);
@@ -776,7 +926,11 @@ static void start(VmletVm *vm)
     schedule_restart(vm);
     return;
   }
-  watch(vm, pidfd);
+  watch_process(vm, pidfd);
+  /* Into its cgroup while it waits before exec; on_placed lets it run. */
+  vm->gate = gate;
+  vmlet_cgroups_place_async(vm->env->cgroups, vm->namespace, vm->name, id.pid, &vm->res,
+                            vm->cancel, on_placed, g_object_ref(vm));
 }
 
 /* ---- public ---- */
@@ -818,7 +972,8 @@ void vmlet_vm_adopt(VmletVm *vm, VmletVmRecord *record)
     return;
   }
   vm->is_child = FALSE;
-  watch(vm, pidfd);
+  watch_process(vm, pidfd);
+  connect_qmp(vm);
 }
 
 void vmlet_vm_reconcile(VmletVm *vm)
@@ -837,6 +992,7 @@ void vmlet_vm_reconcile(VmletVm *vm)
       set_phase(vm, VM_PHASE_STOPPED);
     break;
   case VM_PHASE_RUNNING:
+    apply_core_fraction(vm);
     if (!want && vm->spec) {
       begin_stop(vm, FALSE);
     } else if (vm->spec && vm->spec->restart_approval == VM_RESTART_APPROVAL_AUTOMATIC) {
@@ -1012,6 +1168,8 @@ JsonNode *vmlet_vm_to_json(VmletVm *vm)
     add_condition(conds, "Running", vm->phase == VM_PHASE_RUNNING, NULL, NULL);
   if (vm->save_error)
     add_condition(conds, "StatePersisted", FALSE, "WriteFailed", vm->save_error);
+  if (vm->resources_error)
+    add_condition(conds, "ResourcesApplied", FALSE, "CgroupUpdateFailed", vm->resources_error);
   add_condition(conds, "AgentReady", FALSE, "NotImplemented",
                 "the guest agent channel is not read yet");
   JsonArray *changes = pending_changes(vm);
@@ -1036,6 +1194,13 @@ JsonNode *vmlet_vm_to_json(VmletVm *vm)
   if (vm->rec->proc.pid)
     json_object_set_int_member(st, "pid", vm->rec->proc.pid);
   json_object_set_array_member(st, "restartAwaitingChanges", changes);
+  JsonNode *resources = resources_json(vm);
+  if (resources)
+    json_object_set_member(st, "resources", resources);
+  if (vm->rec->cgroup && vm->env->cgroups) {
+    g_autofree char *where = vmlet_cgroups_describe(vm->env->cgroups, vm->rec->cgroup);
+    json_object_set_string_member(st, "cgroup", where);
+  }
   json_object_set_object_member(root, "status", st);
   JsonNode *node = json_node_new(JSON_NODE_OBJECT);
   json_node_take_object(node, root);

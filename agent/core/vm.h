@@ -31,9 +31,15 @@ typedef enum {
 } VmOpType;
 
 /* What every VM of a node shares; owned by the manager, outlives its VMs. */
+typedef struct _VmletCgroups VmletCgroups;
+typedef struct _VmletConfine VmletConfine;
+
 typedef struct {
   VmletNode *node;
   VmletInventory *inv;
+  VmletCgroups *cgroups;  /* NULL when the backend could not be set up: */
+  char *cgroups_problem;  /* ... then why, and every VM stays Pending with it */
+  VmletConfine *confine;  /* made at the first start (the user may be created later) */
 } VmletVmEnv;
 
 #define VMLET_TYPE_VM (vmlet_vm_get_type())

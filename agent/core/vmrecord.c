@@ -36,6 +36,7 @@ void vmlet_vm_record_free(VmletVmRecord *r)
   g_free(r->qmp_socket);
   g_free(r->runtime_dir);
   g_free(r->provisioning_digest);
+  g_free(r->cgroup);
   if (r->started_spec)
     json_node_unref(r->started_spec);
   if (r->transitions)
@@ -95,6 +96,10 @@ gboolean vmlet_vm_record_save(const VmletVmRecord *r, const char *state_dir, GEr
     json_builder_set_member_name(b, "startedSpec");
     json_builder_add_value(b, json_node_copy(r->started_spec));
   }
+  if (r->cgroup) {
+    json_builder_set_member_name(b, "cgroup");
+    json_builder_add_string_value(b, r->cgroup);
+  }
   if (r->provisioning_digest) {
     json_builder_set_member_name(b, "provisioningDigest");
     json_builder_add_string_value(b, r->provisioning_digest);
@@ -127,7 +132,8 @@ VmletVmRecord *vmlet_vm_record_load(const char *path, GError **error)
     return NULL;
   JsonObject *o = json_node_get_object(root);
   g_autoptr(VmletDiag) d = vmlet_diag_new(path);
-  const char *ns = NULL, *name = NULL, *phase = NULL, *qmp = NULL, *rdir = NULL, *digest = NULL;
+  const char *ns = NULL, *name = NULL, *phase = NULL, *qmp = NULL, *rdir = NULL, *digest = NULL,
+             *cgroup = NULL;
   gint64 pid = 0, start = 0, restarts = 0, created = 0, launch = 0;
   gboolean manual = FALSE;
   vmlet_get_name(d, o, "", "namespace", JV_REQUIRED, &ns);
@@ -138,6 +144,7 @@ VmletVmRecord *vmlet_vm_record_load(const char *path, GError **error)
   jv_get_string(d, o, "", "qmpSocket", JV_OPTIONAL, 4096, &qmp);
   jv_get_string(d, o, "", "runtimeDir", JV_OPTIONAL, 4096, &rdir);
   jv_get_string(d, o, "", "provisioningDigest", JV_OPTIONAL, 64, &digest);
+  jv_get_string(d, o, "", "cgroup", JV_OPTIONAL, 8192, &cgroup);
   jv_get_bool(d, o, "", "stoppedManually", JV_OPTIONAL, &manual);
   jv_get_int(d, o, "", "restarts", JV_OPTIONAL, 0, G_MAXINT32, &restarts);
   jv_get_int(d, o, "", "createdUs", JV_OPTIONAL, 0, G_MAXINT64, &created);
@@ -156,6 +163,7 @@ VmletVmRecord *vmlet_vm_record_load(const char *path, GError **error)
   r->qmp_socket = g_strdup(qmp);
   r->runtime_dir = g_strdup(rdir);
   r->provisioning_digest = g_strdup(digest);
+  r->cgroup = g_strdup(cgroup);
   r->stopped_manually = manual;
   r->restarts = (guint)restarts;
   if (created)

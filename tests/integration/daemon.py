@@ -26,16 +26,49 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
+def own_cgroups():
+    """{controller: path} of this process's cgroups (vmletd, its child, shares them)."""
+    out = {}
+    for line in pathlib.Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for c in controllers.split(","):
+            out[c] = path
+    return out
+
+
+def remove_cgroups(parent):
+    """Removes the VMs' cgroups below parent (relative to this process's own cgroup in
+    each v1 hierarchy) once their processes are gone, then parent itself."""
+    for controller, own in own_cgroups().items():
+        base = pathlib.Path("/sys/fs/cgroup") / controller / own.lstrip("/") / parent
+        if not base.is_dir():
+            continue
+        deadline = time.monotonic() + 10
+        for d in sorted(base.glob("*"), reverse=True) + [base]:
+            while d.is_dir():
+                try:
+                    d.rmdir()
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
+
+
 class Daemon:
-    def __init__(self, guest_iso):
+    def __init__(self, guest_iso, extra_conf=""):
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="vd", dir="/tmp"))
+        # QEMU runs as vmlet-qemu: it must be able to pass through the node's directories.
+        self.root.chmod(0o711)
+        # The VMs' cgroups nest below the test's own (the sandbox's memory cgroup included).
+        self.cgroup_parent = f"vmlet-test-{self.root.name}"
         self.etc = self.root / "etc"
         for d in ("vms.d", "disks.d", "images.d", "classes.d", "secrets.d"):
             (self.etc / d).mkdir(parents=True)
         self.conf = self.root / "vmlet.conf"
         self.conf.write_text(f"[node]\nname=test-node\nlabels=disktype=ssd\n"
                              f"[paths]\nrun-dir={self.root}/run\nstate-dir={self.root}/state\n"
-                             f"config-dir={self.etc}\n[qemu]\naccel=tcg\n")
+                             f"config-dir={self.etc}\n[qemu]\naccel=tcg\n"
+                             f"[resources]\ncgroup-parent={self.cgroup_parent}\n{extra_conf}")
         self.socket = str(self.root / "run" / "vmletd.sock")
         self.guest_iso = guest_iso
         self.proc = None
@@ -66,6 +99,7 @@ class Daemon:
             self.kill(signal.SIGTERM)
         # The agent never stops VMs when it exits; tests clean theirs up.
         subprocess.run(["pkill", "-9", "-f", f"path={self.root}/"], check=False)
+        remove_cgroups(self.cgroup_parent)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def request(self, method, path, body=None):
