@@ -332,6 +332,12 @@ int vmlet_cmd_describe(int argc, char **argv)
     g_autofree char *spec = json_to_string(json_object_get_member(root, "spec"), TRUE);
     printf("Spec:\n%s\n", spec);
   }
+  if (json_object_has_member(st, "resources")) {
+    g_autofree char *res = json_to_string(json_object_get_member(st, "resources"), TRUE);
+    printf("Resources:\n%s\n", res);
+  }
+  printf("Cgroup:      %s\n", str_at(root, "status", "cgroup") ? str_at(root, "status", "cgroup")
+                                                                  : "<none>");
   printf("Conditions:\n");
   JsonArray *conds = json_object_get_array_member(st, "conditions");
   for (guint i = 0; conds && i < json_array_get_length(conds); i++) {

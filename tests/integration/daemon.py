@@ -74,10 +74,11 @@ class Daemon:
         self.proc = None
         self.log = self.root / "vmletd.log"
 
-    def start(self):
+    def start(self, env=None):
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen([str(BUILD / "agent" / "vmletd"), "-c", str(self.conf)],
-                                     stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+                                     stdout=logf, stderr=logf, stdin=subprocess.DEVNULL,
+                                     env=env)
         # Wait for an answer, not for the file: a killed vmletd leaves its socket behind.
         deadline = time.monotonic() + 20
         while True:

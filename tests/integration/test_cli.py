@@ -57,6 +57,10 @@ def test_get_describe_and_operations(daemon):
 
     desc = vmlet(daemon, "describe", "linux-vm").stdout
     assert "Phase:       Running" in desc
+    # Where QEMU runs: its own cgroup in every v1 hierarchy, below the test's.
+    assert re.search(r"^Cgroup:      cgroupfs v1 cpu:/\S*vmlet-test-\S+/default\.linux-vm ",
+                     desc, re.M), desc
+    assert '"requestedCores" : "100m"' in desc
     assert re.search(r"Stop\s+Completed", desc) and re.search(r"Start\s+Completed", desc)
 
     missing = vmlet(daemon, "get", "nope", check=False)
