@@ -48,17 +48,13 @@ static void v1_free(gpointer p)
 }
 
 /* Finds where controller's hierarchy is mounted below root (normally /sys/fs/cgroup):
- * /proc/self/mountinfo's cgroup mounts whose super options name the controller. A root
- * other than /sys/fs/cgroup (tests) is taken to hold one directory per controller. */
-static char *find_mount(const char *root, const char *controller, char **co_mounted)
+ * the cgroup mounts of /proc/self/mountinfo whose super options name the controller. */
+static char *find_mount(const char *root, const char *controller)
 {
-  if (!g_str_equal(root, "/sys/fs/cgroup")) {
-    g_autofree char *dir = g_build_filename(root, controller, NULL);
-    return g_file_test(dir, G_FILE_TEST_IS_DIR) ? g_steal_pointer(&dir) : NULL;
-  }
   g_autofree char *data = NULL;
   if (!vmlet_read_file_bounded("/proc/self/mountinfo", 1024 * 1024, &data, NULL, NULL))
     return NULL;
+  g_autofree char *prefix = g_strconcat(root, "/", NULL);
   g_auto(GStrv) lines = g_strsplit(data, "\n", -1);
   for (guint i = 0; lines[i]; i++) {
     /* id parent major:minor root mountpoint options [optional...] - fstype source super */
@@ -67,14 +63,12 @@ static char *find_mount(const char *root, const char *controller, char **co_moun
       continue;
     g_auto(GStrv) pre = g_strsplit(lines[i], " ", 6);
     g_auto(GStrv) post = g_strsplit(dash + 3, " ", 3);
-    if (g_strv_length(pre) < 5 || g_strv_length(post) < 3 || !g_str_equal(post[0], "cgroup"))
+    if (g_strv_length(pre) < 5 || g_strv_length(post) < 3 || !g_str_equal(post[0], "cgroup") ||
+        !g_str_has_prefix(pre[4], prefix))
       continue;
     g_auto(GStrv) opts = g_strsplit(post[2], ",", -1);
-    if (!g_strv_contains((const char *const *)opts, controller))
-      continue;
-    if (co_mounted)
-      *co_mounted = g_strdup(post[2]);
-    return g_strdup(pre[4]);
+    if (g_strv_contains((const char *const *)opts, controller))
+      return g_strdup(pre[4]);
   }
   return NULL;
 }
@@ -85,7 +79,7 @@ gpointer vmlet_cgroup_v1_new(const char *root, const char *parent, GError **erro
   v->hier = g_ptr_array_new_with_free_func(hier_free);
   for (gsize i = 0; i < G_N_ELEMENTS(controllers); i++) {
     const char *c = controllers[i].name;
-    g_autofree char *mount = find_mount(root, c, NULL);
+    g_autofree char *mount = find_mount(root, c);
     if (!mount) {
       if (!controllers[i].required)
         continue;
@@ -95,11 +89,9 @@ gpointer vmlet_cgroup_v1_new(const char *root, const char *parent, GError **erro
       return NULL;
     }
     g_autofree char *own = NULL;
-    if (parent[0] != '/') {
-      g_autoptr(GError) local = NULL;
-      own = vmlet_cgroup_self_path(c, &local);
-      if (!own) /* a test tree has no /proc/self/cgroup line of its own: its root */
-        own = g_strdup("/");
+    if (parent[0] != '/' && !(own = vmlet_cgroup_self_path(c, error))) {
+      v1_free(v);
+      return NULL;
     }
     Hierarchy *h = g_new0(Hierarchy, 1);
     h->controller = g_strdup(c);

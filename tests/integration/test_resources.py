@@ -106,9 +106,9 @@ def test_core_fraction_is_a_guaranteed_share(make_daemon):
     ratio = used["big"] / used["small"]
     print(f"CPU time over {WINDOW}s on one core: small {used['small'] / 1e9:.2f}s, "
           f"big {used['big'] / 1e9:.2f}s, ratio {ratio:.2f} (weights 512/102 = 5.02)")
+    # How much of the core the two got together depends on the host's other work on it;
+    # how they split it does not.
     assert 3.5 <= ratio <= 7.0
-    # Together they had most of the core (the rest: this host's other work).
-    assert (used["big"] + used["small"]) / 1e9 > 0.5 * WINDOW
 
 
 def test_hard_cap_holds_a_busy_guest_at_its_fraction(make_daemon):

@@ -515,6 +515,7 @@ static void test_systemd_waits_for_job(void)
   VmResources r = limits(1, 10);
   g_autofree char *loc = place(cg, id.pid, &r, &error);
   g_assert_no_error(error);
+  g_assert_cmpstr(loc, ==, "vmlet-test\\x2dns-my\\x2dvm.scope");
   g_autoptr(GPtrArray) removed = calls(&b, "JobRemoved");
   g_assert_cmpuint(removed->len, ==, 1);
 
