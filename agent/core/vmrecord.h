@@ -22,6 +22,7 @@ typedef struct {
   gint64 created_us;      /* wall clock, first seen */
   gint64 launch_us;       /* launchTimeDuration of the last start, 0 when unknown */
   char *provisioning_digest; /* sha256 of the Secret payload the seed was built from */
+  JsonNode *hotplugged;   /* attachments' devices in the running QEMU (attachctl.c); NULL: none */
 } VmletVmRecord;
 
 VmletVmRecord *vmlet_vm_record_new(const char *namespace, const char *name);
