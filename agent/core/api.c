@@ -468,9 +468,62 @@ static char *attachment_dropin_path(VmletApi *api, const char *ns, const char *n
   return g_build_filename(node->config_dir, "attachments.d", file, NULL);
 }
 
-/* Create (or confirm) an attachment: validated like a drop-in, refused up front when it
- * cannot be honoured (409 with the reason), then written as <config-dir>/attachments.d/
- * [NS.]NAME.json; the reply is the object, usually InProgress. */
+typedef struct {
+  VmletManager *mgr;
+  SoupServerMessage *msg;
+  char *path, *ns, *name;
+  GBytes *data;
+} PutJob;
+
+static void put_job_free(gpointer p)
+{
+  PutJob *j = p;
+  g_object_unref(j->mgr);
+  g_object_unref(j->msg);
+  g_free(j->path);
+  g_free(j->ns);
+  g_free(j->name);
+  g_bytes_unref(j->data);
+  g_free(j);
+}
+
+static void write_dropin_thread(GTask *task, gpointer source, gpointer data, GCancellable *c)
+{
+  PutJob *j = data;
+  GError *error = NULL;
+  gsize len = 0;
+  const char *bytes = g_bytes_get_data(j->data, &len);
+  g_autofree char *dir = g_path_get_dirname(j->path);
+  g_mkdir_with_parents(dir, 0750);
+  if (vmlet_write_file_atomic(j->path, bytes, len, 0640, &error))
+    g_task_return_boolean(task, TRUE);
+  else
+    g_task_return_error(task, error);
+}
+
+static void on_dropin_written(GObject *source, GAsyncResult *res, gpointer data)
+{
+  PutJob *j = g_task_get_task_data(G_TASK(res));
+  g_autoptr(GError) error = NULL;
+  gboolean ok = g_task_propagate_boolean(G_TASK(res), &error);
+  /* Not on disk, so not wanted: it is forgotten and its device, if already plugged, is
+   * detached again. */
+  vmlet_manager_attachment_written(j->mgr, j->ns, j->name, ok);
+  if (!ok) {
+    respond_error(j->msg, 500, "InternalError", error->message);
+  } else {
+    g_autoptr(JsonNode) n = vmlet_manager_attachment(j->mgr, j->ns, j->name);
+    if (!n)
+      n = json_node_init_object(json_node_alloc(), json_object_new());
+    respond_json(j->msg, 201, n);
+  }
+  soup_server_message_unpause(j->msg);
+}
+
+/* Create (or confirm) an attachment: validated like a drop-in and refused up front when it
+ * cannot be honoured (409 with the reason). The attach starts at once, while the drop-in
+ * <config-dir>/attachments.d/[NS.]NAME.json is written (and fsynced) in a worker thread:
+ * the reply, usually InProgress, waits for the file, QEMU does not. */
 static void put_attachment(VmletApi *api, SoupServerMessage *msg, const char *ns,
                            const char *name)
 {
@@ -497,22 +550,24 @@ static void put_attachment(VmletApi *api, SoupServerMessage *msg, const char *ns
     respond_error(msg, 409, "Conflict", problem->message);
     return;
   }
-  const char *existing = vmlet_manager_attachment_source(api->mgr, ns, name);
-  if (!existing) {
-    g_autofree char *path = attachment_dropin_path(api, ns, name);
-    g_autofree char *dir = g_path_get_dirname(path);
-    g_mkdir_with_parents(dir, 0750);
-    if (!vmlet_write_file_atomic(path, data, len, 0640, &error)) {
-      respond_error(msg, 500, "InternalError", error->message);
-      return;
-    }
-    vmlet_manager_reload(api->mgr);
+  if (vmlet_manager_attachment_source(api->mgr, ns, name)) {
+    /* The same attachment again changes nothing (kubectl apply of an unchanged object). */
+    g_autoptr(JsonNode) n = vmlet_manager_attachment(api->mgr, ns, name);
+    respond_json(msg, 200, n);
+    return;
   }
-  /* The same attachment again changes nothing (kubectl apply of an unchanged object). */
-  g_autoptr(JsonNode) n = vmlet_manager_attachment(api->mgr, ns, name);
-  if (!n)
-    n = json_node_init_object(json_node_alloc(), json_object_new());
-  respond_json(msg, existing ? 200 : 201, n);
+  PutJob *j = g_new0(PutJob, 1);
+  j->mgr = g_object_ref(api->mgr);
+  j->msg = g_object_ref(msg);
+  j->path = attachment_dropin_path(api, ns, name);
+  j->ns = g_strdup(ns);
+  j->name = g_strdup(name);
+  j->data = g_bytes_ref(bytes);
+  vmlet_manager_add_attachment(api->mgr, o->attachment, j->path);
+  soup_server_message_pause(msg);
+  g_autoptr(GTask) task = g_task_new(NULL, NULL, on_dropin_written, NULL);
+  g_task_set_task_data(task, j, put_job_free);
+  g_task_run_in_thread(task, write_dropin_thread);
 }
 
 /* Detach: remove the drop-in; the attachment stays Terminating until QEMU has let go. */

@@ -24,6 +24,8 @@ struct _VmletManager {
   GHashTable *att_shown; /* "namespace/name" -> the attachment's JSON as last announced */
   GHashTable *att_seen;  /* "namespace/name" -> gint64 *: first seen, for those with no VM */
   gboolean reloading;    /* VMs and attachments are out of step until the reload ends */
+  GHashTable *att_pending; /* "namespace/name" -> VmletAttachment * whose drop-in is being
+                            * written: a reload meanwhile must not take it for deleted */
 };
 
 enum { SIGNAL_VM_CHANGED, SIGNAL_VM_REMOVED, SIGNAL_ATT_CHANGED, SIGNAL_ATT_REMOVED, N_SIGNALS };
@@ -45,6 +47,7 @@ static void vmlet_manager_finalize(GObject *obj)
   g_ptr_array_unref(mgr->problems);
   g_hash_table_unref(mgr->att_shown);
   g_hash_table_unref(mgr->att_seen);
+  g_hash_table_unref(mgr->att_pending);
   vmlet_inventory_free(mgr->env.inv);
   vmlet_node_free(mgr->env.node);
   G_OBJECT_CLASS(vmlet_manager_parent_class)->finalize(obj);
@@ -73,6 +76,8 @@ static void vmlet_manager_init(VmletManager *mgr)
   mgr->problems = g_ptr_array_new_with_free_func(g_free);
   mgr->att_shown = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   mgr->att_seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  mgr->att_pending = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                           (GDestroyNotify)vmlet_attachment_unref);
 }
 
 VmletManager *vmlet_manager_new(VmletNode *node)
@@ -467,6 +472,34 @@ const char *vmlet_manager_attachment_source(VmletManager *mgr, const char *ns, c
   return g_hash_table_lookup(mgr->env.inv->attachment_sources, id);
 }
 
+static void add_to_inventory(VmletManager *mgr, VmletAttachment *att, const char *source)
+{
+  g_autofree char *id = g_strdup_printf("%s/%s", att->meta.namespace, att->meta.name);
+  VmletObject obj = {.kind = VMLET_KIND_VMBDA, .attachment = att};
+  vmlet_inventory_add(mgr->env.inv, &obj);
+  g_hash_table_replace(mgr->env.inv->attachment_sources, g_strdup(id), g_strdup(source));
+  g_hash_table_remove(mgr->env.inv->refused_attachments, id);
+}
+
+void vmlet_manager_add_attachment(VmletManager *mgr, VmletAttachment *att, const char *source)
+{
+  g_hash_table_replace(mgr->att_pending,
+                       g_strdup_printf("%s/%s", att->meta.namespace, att->meta.name),
+                       vmlet_attachment_ref(att));
+  add_to_inventory(mgr, att, source);
+  distribute_attachments(mgr, FALSE);
+  refresh_attachments(mgr);
+}
+
+void vmlet_manager_attachment_written(VmletManager *mgr, const char *ns, const char *name,
+                                      gboolean ok)
+{
+  g_autofree char *id = g_strdup_printf("%s/%s", ns, name);
+  g_hash_table_remove(mgr->att_pending, id);
+  if (!ok)
+    vmlet_manager_reload(mgr);
+}
+
 VmbdaProblem *vmlet_manager_check_attachment(VmletManager *mgr, const VmletAttachment *att)
 {
   g_autofree char *id = g_strdup_printf("%s/%s", att->meta.namespace, att->meta.name);
@@ -504,6 +537,22 @@ void vmlet_manager_reload(VmletManager *mgr)
   g_ptr_array_set_size(mgr->problems, 0);
   vmlet_inventory_free(mgr->env.inv);
   mgr->env.inv = vmlet_node_inventory(mgr->env.node, mgr->problems, NULL);
+  GHashTableIter pending;
+  gpointer pv;
+  g_hash_table_iter_init(&pending, mgr->att_pending);
+  while (g_hash_table_iter_next(&pending, NULL, &pv)) {
+    VmletAttachment *att = pv;
+    g_autofree char *id = g_strdup_printf("%s/%s", att->meta.namespace, att->meta.name);
+    if (!g_hash_table_contains(mgr->env.inv->attachments, id)) {
+      g_autofree char *file = g_str_equal(att->meta.namespace, VMLET_DEFAULT_NAMESPACE)
+                                  ? g_strdup_printf("%s.json", att->meta.name)
+                                  : g_strdup_printf("%s.%s.json", att->meta.namespace,
+                                                    att->meta.name);
+      g_autofree char *path = g_build_filename(mgr->env.node->config_dir, "attachments.d", file,
+                                               NULL);
+      add_to_inventory(mgr, att, path);
+    }
+  }
   g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   load_vms(mgr, seen);
   /* VMs whose drop-in is gone are deleted: Terminating, stopped, forgotten. */

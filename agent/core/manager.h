@@ -39,6 +39,12 @@ GPtrArray *vmlet_manager_attachments(VmletManager *mgr, const char *ns);
 JsonNode *vmlet_manager_attachment(VmletManager *mgr, const char *ns, const char *name);
 /* The drop-in file an attachment comes from, or NULL. */
 const char *vmlet_manager_attachment_source(VmletManager *mgr, const char *ns, const char *name);
+/* Adds att (from the drop-in source, being written) to the node at once, without
+ * re-reading every drop-in: its attach starts now. The next reload reads it from disk. */
+void vmlet_manager_add_attachment(VmletManager *mgr, VmletAttachment *att, const char *source);
+/* Its drop-in is on disk (ok), or could not be written: then it is forgotten again. */
+void vmlet_manager_attachment_written(VmletManager *mgr, const char *ns, const char *name,
+                                      gboolean ok);
 /* Why att cannot be created now (its spec differs from an existing one of the same name, a
  * read-write disk held by another VM, the device already in the VM, the 16-device limit),
  * or NULL when it can. */
