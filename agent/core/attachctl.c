@@ -414,8 +414,10 @@ static HotEntry *op_entry(Op *op, const GError *error)
   return e;
 }
 
-static void remove_entry(VmletAttachCtl *ctl, const char *name)
+static void remove_entry(VmletAttachCtl *ctl, const char *key)
 {
+  /* key may be the table's own key, freed by the removal. */
+  g_autofree char *name = g_strdup(key);
   g_hash_table_remove(ctl->entries, name);
   if (!find_desired(ctl, name))
     g_hash_table_remove(ctl->first_seen, name);
