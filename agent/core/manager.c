@@ -222,6 +222,12 @@ static void load_vms(VmletManager *mgr, GHashTable *seen)
       VmletObject *o = objs->pdata[j];
       if (o->kind != VMLET_KIND_VIRTUAL_MACHINE) {
         vmlet_inventory_add(mgr->env.inv, o);
+        /* So that deleting it through the API names the file that holds it. */
+        if (o->kind == VMLET_KIND_VMBDA)
+          g_hash_table_replace(mgr->env.inv->attachment_sources,
+                               g_strdup_printf("%s/%s", o->attachment->meta.namespace,
+                                               o->attachment->meta.name),
+                               g_strdup(path));
         continue;
       }
       g_autofree char *key = key_for(o->vm->meta.namespace, o->vm->meta.name);
