@@ -196,27 +196,43 @@ def test_attach_blank_disk_write_and_detach(daemon):
             "attachment default/attach-blank-disk: phase Terminating" in log)
 
 
+SEED_ISO_VMBDA = """apiVersion: virtualization.deckhouse.io/v1alpha2
+kind: VirtualMachineBlockDeviceAttachment
+metadata:
+  name: attach-ubuntu-iso
+spec:
+  blockDeviceRef:
+    kind: VirtualImage # Или ClusterVirtualImage.
+    name: ubuntu-iso
+  virtualMachineName: linux-vm
+"""
+
+
 def test_iso_image_attaches_as_cdrom(daemon):
-    """An ISO VirtualImage is hot-plugged read-only as a CD-ROM (scsi-cd on virtio-scsi)."""
-    start_vm(daemon)
-    iso = iso_image(daemon, "tools")
+    """The seed's second example, its YAML as printed: an ISO VirtualImage is hot-plugged
+    read-only as a CD-ROM (scsi-cd on virtio-scsi)."""
+    start_vm(daemon, "linux-vm")
+    iso = iso_image(daemon, "ubuntu-iso")
     daemon.start()
-    daemon.wait_phase("web", "Running")
-    guest = Guest(daemon, "web")
+    daemon.wait_phase("linux-vm", "Running")
+    guest = Guest(daemon, "linux-vm")
     try:
         guest.expect("VMLET-BLOCK")
-        r = vmlet(daemon, "attach", "web", "--image", "tools", "--wait")
-        assert r.stdout.endswith("/web-tools created\n")
+        r = subprocess.run([str(vmlet_binary()), "apply", "-f", "-", "-c", str(daemon.conf)],
+                           input=SEED_ISO_VMBDA, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == ("virtualmachineblockdeviceattachment.virtualization.deckhouse.io/"
+                            "attach-ubuntu-iso created\n")
+        a = wait_att(daemon, "attach-ubuntu-iso", "Attached", 30)
         assert guest.expect("VMLET-BLOCK-ADDED") == "VMLET-BLOCK-ADDED sr0"  # a CD-ROM
-        a = att(daemon, "web-tools")
-        assert a["status"]["target"] == "vi-tools"
-        assert a["spec"] == {"virtualMachineName": "web",
-                             "blockDeviceRef": {"kind": "VirtualImage", "name": "tools"}}
+        assert a["status"]["target"] == "vi-ubuntu-iso"
+        assert a["spec"] == {"virtualMachineName": "linux-vm",
+                             "blockDeviceRef": {"kind": "VirtualImage", "name": "ubuntu-iso"}}
         # Read-only: a second reader is fine while it is attached (no write lock).
         assert not image_busy(iso)
-        vmlet(daemon, "detach", "web", "--image", "tools", "--wait")
+        vmlet(daemon, "detach", "linux-vm", "--image", "ubuntu-iso", "--wait")
         assert guest.expect("VMLET-BLOCK-REMOVED", 30) == "VMLET-BLOCK-REMOVED sr0"
-        assert att(daemon, "web-tools") is None
+        assert att(daemon, "attach-ubuntu-iso") is None
     finally:
         guest.close()
 
