@@ -24,6 +24,7 @@ typedef struct {
   VmletApi *api;
   SoupServerMessage *msg;
   char *namespace; /* NULL: all */
+  gboolean attachments; /* VirtualMachineBlockDeviceAttachments, else VirtualMachines */
   gsize queued;    /* bytes appended but not yet written to the client */
   gboolean ended;
 } Watcher;
@@ -36,7 +37,7 @@ typedef struct {
 struct _VmletApi {
   VmletManager *mgr;
   GPtrArray *watchers; /* Watcher * */
-  gulong changed_id, removed_id;
+  gulong changed_id, removed_id, att_changed_id, att_removed_id;
   SoupServer *server;
   char *socket_path;
   gid_t group;
@@ -115,8 +116,50 @@ static void on_vm_changed(VmletManager *mgr, VmletVm *vm, gpointer data)
   VmletApi *api = data;
   for (guint i = 0; i < api->watchers->len; i++) {
     Watcher *w = api->watchers->pdata[i];
-    if (!w->namespace || g_str_equal(w->namespace, vmlet_vm_get_namespace(vm)))
+    if (!w->attachments &&
+        (!w->namespace || g_str_equal(w->namespace, vmlet_vm_get_namespace(vm))))
       send_event(w, "MODIFIED", vmlet_vm_to_json(vm));
+  }
+}
+
+static const char *object_namespace(JsonNode *obj)
+{
+  JsonObject *md = json_object_get_object_member(json_node_get_object(obj), "metadata");
+  return json_object_get_string_member(md, "namespace");
+}
+
+static void on_attachment_changed(VmletManager *mgr, JsonNode *att, gpointer data)
+{
+  VmletApi *api = data;
+  for (guint i = 0; i < api->watchers->len; i++) {
+    Watcher *w = api->watchers->pdata[i];
+    if (w->attachments && (!w->namespace || g_str_equal(w->namespace, object_namespace(att))))
+      send_event(w, "MODIFIED", json_node_copy(att));
+  }
+}
+
+static JsonNode *deleted_stub(const char *kind, const char *ns, const char *name)
+{
+  JsonObject *o = json_object_new();
+  json_object_set_string_member(o, "apiVersion", "virtualization.deckhouse.io/v1alpha2");
+  json_object_set_string_member(o, "kind", kind);
+  JsonObject *md = json_object_new();
+  json_object_set_string_member(md, "name", name);
+  json_object_set_string_member(md, "namespace", ns);
+  json_object_set_object_member(o, "metadata", md);
+  JsonNode *n = json_node_new(JSON_NODE_OBJECT);
+  json_node_take_object(n, o);
+  return n;
+}
+
+static void on_attachment_removed(VmletManager *mgr, const char *ns, const char *name,
+                                  gpointer data)
+{
+  VmletApi *api = data;
+  for (guint i = 0; i < api->watchers->len; i++) {
+    Watcher *w = api->watchers->pdata[i];
+    if (w->attachments && (!w->namespace || g_str_equal(w->namespace, ns)))
+      send_event(w, "DELETED", deleted_stub(VMLET_KIND_NAME_VMBDA, ns, name));
   }
 }
 
@@ -125,26 +168,18 @@ static void on_vm_removed(VmletManager *mgr, const char *ns, const char *name, g
   VmletApi *api = data;
   for (guint i = 0; i < api->watchers->len; i++) {
     Watcher *w = api->watchers->pdata[i];
-    if (w->namespace && !g_str_equal(w->namespace, ns))
+    if (w->attachments || (w->namespace && !g_str_equal(w->namespace, ns)))
       continue;
-    JsonObject *o = json_object_new();
-    json_object_set_string_member(o, "apiVersion", "virtualization.deckhouse.io/v1alpha2");
-    json_object_set_string_member(o, "kind", "VirtualMachine");
-    JsonObject *md = json_object_new();
-    json_object_set_string_member(md, "name", name);
-    json_object_set_string_member(md, "namespace", ns);
-    json_object_set_object_member(o, "metadata", md);
-    JsonNode *n = json_node_new(JSON_NODE_OBJECT);
-    json_node_take_object(n, o);
-    send_event(w, "DELETED", n);
+    send_event(w, "DELETED", deleted_stub("VirtualMachine", ns, name));
   }
 }
 
-/* Starts a watch: the current VMs as ADDED events, then every change as it happens. */
-static void start_watch(VmletApi *api, SoupServerMessage *msg, const char *ns, const char *name)
+/* Starts a watch: the current objects as ADDED events, then every change as it happens. */
+static void start_watch(VmletApi *api, SoupServerMessage *msg, const char *ns, const char *name,
+                        gboolean attachments)
 {
   if (name) {
-    respond_error(msg, 400, "BadRequest", "watch a collection, not one VM");
+    respond_error(msg, 400, "BadRequest", "watch a collection, not one object");
     return;
   }
   if (api->watchers->len >= MAX_WATCHERS) {
@@ -155,6 +190,7 @@ static void start_watch(VmletApi *api, SoupServerMessage *msg, const char *ns, c
   w->api = api;
   w->msg = msg;
   w->namespace = g_strdup(ns);
+  w->attachments = attachments;
   g_ptr_array_add(api->watchers, w);
   soup_server_message_set_status(msg, 200, NULL);
   SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
@@ -164,10 +200,16 @@ static void start_watch(VmletApi *api, SoupServerMessage *msg, const char *ns, c
   soup_message_body_set_accumulate(soup_server_message_get_response_body(msg), FALSE);
   g_signal_connect(msg, "wrote-body-data", G_CALLBACK(on_watch_wrote), w);
   g_signal_connect(msg, "finished", G_CALLBACK(on_watch_finished), w);
-  g_autoptr(GPtrArray) vms = vmlet_manager_list(api->mgr);
-  for (guint i = 0; i < vms->len; i++)
-    if (!ns || g_str_equal(ns, vmlet_vm_get_namespace(vms->pdata[i])))
-      send_event(w, "ADDED", vmlet_vm_to_json(vms->pdata[i]));
+  if (attachments) {
+    g_autoptr(GPtrArray) atts = vmlet_manager_attachments(api->mgr, ns);
+    for (guint i = 0; i < atts->len; i++)
+      send_event(w, "ADDED", json_node_ref(atts->pdata[i]));
+  } else {
+    g_autoptr(GPtrArray) vms = vmlet_manager_list(api->mgr);
+    for (guint i = 0; i < vms->len; i++)
+      if (!ns || g_str_equal(ns, vmlet_vm_get_namespace(vms->pdata[i])))
+        send_event(w, "ADDED", vmlet_vm_to_json(vms->pdata[i]));
+  }
   /* No pause: with a chunked body libsoup waits by itself when the appended chunks run
    * out, and send_event unpauses it for the next one. */
 }
@@ -393,6 +435,193 @@ static void delete_vm(VmletApi *api, SoupServerMessage *msg, const char *ns, con
   respond_error(msg, 200, "Deleted", "deletion started: the VM is Terminating");
 }
 
+/* ---- VirtualMachineBlockDeviceAttachments ---- */
+
+static void get_attachments(VmletApi *api, SoupServerMessage *msg, const char *ns,
+                            const char *name)
+{
+  if (name) {
+    g_autoptr(JsonNode) att = vmlet_manager_attachment(api->mgr, ns, name);
+    if (!att) {
+      g_autofree char *m = g_strdup_printf("virtualmachineblockdeviceattachments \"%s\" not "
+                                           "found in namespace \"%s\"", name, ns);
+      respond_error(msg, 404, "NotFound", m);
+      return;
+    }
+    respond_json(msg, 200, att);
+    return;
+  }
+  JsonArray *items = json_array_new();
+  g_autoptr(GPtrArray) atts = vmlet_manager_attachments(api->mgr, ns);
+  for (guint i = 0; i < atts->len; i++)
+    json_array_add_element(items, json_node_ref(atts->pdata[i]));
+  g_autoptr(JsonNode) n = list_node(items);
+  respond_json(msg, 200, n);
+}
+
+static char *attachment_dropin_path(VmletApi *api, const char *ns, const char *name)
+{
+  const VmletNode *node = vmlet_manager_get_node(api->mgr);
+  g_autofree char *file = g_str_equal(ns, VMLET_DEFAULT_NAMESPACE)
+                              ? g_strdup_printf("%s.json", name)
+                              : g_strdup_printf("%s.%s.json", ns, name);
+  return g_build_filename(node->config_dir, "attachments.d", file, NULL);
+}
+
+typedef struct {
+  VmletManager *mgr;
+  SoupServerMessage *msg;
+  char *path, *ns, *name;
+  GBytes *data;
+} PutJob;
+
+static void put_job_free(gpointer p)
+{
+  PutJob *j = p;
+  g_object_unref(j->mgr);
+  g_object_unref(j->msg);
+  g_free(j->path);
+  g_free(j->ns);
+  g_free(j->name);
+  g_bytes_unref(j->data);
+  g_free(j);
+}
+
+static void write_dropin_thread(GTask *task, gpointer source, gpointer data, GCancellable *c)
+{
+  PutJob *j = data;
+  GError *error = NULL;
+  gsize len = 0;
+  const char *bytes = g_bytes_get_data(j->data, &len);
+  g_autofree char *dir = g_path_get_dirname(j->path);
+  g_mkdir_with_parents(dir, 0750);
+  if (vmlet_write_file_atomic(j->path, bytes, len, 0640, &error))
+    g_task_return_boolean(task, TRUE);
+  else
+    g_task_return_error(task, error);
+}
+
+static void on_dropin_written(GObject *source, GAsyncResult *res, gpointer data)
+{
+  PutJob *j = g_task_get_task_data(G_TASK(res));
+  g_autoptr(GError) error = NULL;
+  gboolean ok = g_task_propagate_boolean(G_TASK(res), &error);
+  /* Not on disk, so not wanted: it is forgotten and its device, if already plugged, is
+   * detached again. */
+  vmlet_manager_attachment_written(j->mgr, j->ns, j->name, ok);
+  if (!ok) {
+    respond_error(j->msg, 500, "InternalError", error->message);
+  } else {
+    g_autoptr(JsonNode) n = vmlet_manager_attachment(j->mgr, j->ns, j->name);
+    if (!n)
+      n = json_node_init_object(json_node_alloc(), json_object_new());
+    respond_json(j->msg, 201, n);
+  }
+  soup_server_message_unpause(j->msg);
+}
+
+/* Create (or confirm) an attachment: validated like a drop-in and refused up front when it
+ * cannot be honoured (409 with the reason). The attach starts at once, while the drop-in
+ * <config-dir>/attachments.d/[NS.]NAME.json is written (and fsynced) in a worker thread:
+ * the reply, usually InProgress, waits for the file, QEMU does not. */
+static void put_attachment(VmletApi *api, SoupServerMessage *msg, const char *ns,
+                           const char *name)
+{
+  gsize len = 0;
+  g_autoptr(GBytes) bytes = request_body(msg);
+  const char *data = g_bytes_get_data(bytes, &len);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *source = g_strdup_printf("%s/%s", ns, name);
+  g_autoptr(GPtrArray) objs = vmlet_objects_parse(source, data ? data : "", len, NULL, &error);
+  if (!objs) {
+    respond_error(msg, 422, "Invalid", error->message);
+    return;
+  }
+  VmletObject *o = objs->len == 1 ? objs->pdata[0] : NULL;
+  if (!o || o->kind != VMLET_KIND_VMBDA || !g_str_equal(o->attachment->meta.name, name) ||
+      !g_str_equal(o->attachment->meta.namespace, ns)) {
+    g_autofree char *m = g_strdup_printf("%s: expected one VirtualMachineBlockDeviceAttachment "
+                                         "named \"%s\" in namespace \"%s\"", source, name, ns);
+    respond_error(msg, 422, "Invalid", m);
+    return;
+  }
+  g_autoptr(VmbdaProblem) problem = vmlet_manager_check_attachment(api->mgr, o->attachment);
+  if (problem) {
+    respond_error(msg, 409, "Conflict", problem->message);
+    return;
+  }
+  if (vmlet_manager_attachment_source(api->mgr, ns, name)) {
+    /* The same attachment again changes nothing (kubectl apply of an unchanged object). */
+    g_autoptr(JsonNode) n = vmlet_manager_attachment(api->mgr, ns, name);
+    respond_json(msg, 200, n);
+    return;
+  }
+  PutJob *j = g_new0(PutJob, 1);
+  j->mgr = g_object_ref(api->mgr);
+  j->msg = g_object_ref(msg);
+  j->path = attachment_dropin_path(api, ns, name);
+  j->ns = g_strdup(ns);
+  j->name = g_strdup(name);
+  j->data = g_bytes_ref(bytes);
+  vmlet_manager_add_attachment(api->mgr, o->attachment, j->path);
+  soup_server_message_pause(msg);
+  g_autoptr(GTask) task = g_task_new(NULL, NULL, on_dropin_written, NULL);
+  g_task_set_task_data(task, j, put_job_free);
+  g_task_run_in_thread(task, write_dropin_thread);
+}
+
+/* Detach: remove the drop-in; the attachment stays Terminating until QEMU has let go. */
+static void delete_attachment(VmletApi *api, SoupServerMessage *msg, const char *ns,
+                              const char *name)
+{
+  const char *source = vmlet_manager_attachment_source(api->mgr, ns, name);
+  /* A drop-in that does not load has no object, only its file (listed as Failed). */
+  g_autofree char *own = attachment_dropin_path(api, ns, name);
+  if (!source && g_file_test(own, G_FILE_TEST_IS_REGULAR))
+    source = own;
+  if (!source) {
+    g_autoptr(JsonNode) still = vmlet_manager_attachment(api->mgr, ns, name);
+    g_autofree char *m =
+        still ? g_strdup_printf("virtualmachineblockdeviceattachments \"%s\" is already being "
+                                "detached", name)
+              : g_strdup_printf("virtualmachineblockdeviceattachments \"%s\" not found in "
+                                "namespace \"%s\"", name, ns);
+    respond_error(msg, still ? 409 : 404, still ? "Conflict" : "NotFound", m);
+    return;
+  }
+  if (dropin_holds_list(source)) {
+    g_autofree char *m = g_strdup_printf("%s holds a List; edit that file directly", source);
+    respond_error(msg, 409, "Conflict", m);
+    return;
+  }
+  g_autofree char *path = g_strdup(source);
+  if (unlink(path) < 0) {
+    g_autofree char *m = g_strdup_printf("%s: %s", path, g_strerror(errno));
+    respond_error(msg, 500, "InternalError", m);
+    return;
+  }
+  vmlet_manager_reload(api->mgr);
+  respond_error(msg, 200, "Deleted", "deletion started: the attachment is Terminating until "
+                                     "the guest has released the device");
+}
+
+/* KubeVirt's pause / unpause subresources: QMP stop / cont. */
+static void pause_vm(VmletApi *api, SoupServerMessage *msg, const char *ns, const char *name,
+                     gboolean pause)
+{
+  VmletVm *vm = vmlet_manager_lookup(api->mgr, ns, name);
+  if (!vm) {
+    respond_vm_not_found(msg, ns, name);
+    return;
+  }
+  g_autoptr(GError) error = NULL;
+  if (!vmlet_vm_pause(vm, pause, &error)) {
+    respond_error(msg, 409, "Conflict", error->message);
+    return;
+  }
+  respond_error(msg, 202, "Accepted", pause ? "pause requested" : "unpause requested");
+}
+
 static void operations(VmletApi *api, SoupServerMessage *msg, const char *method, const char *ns)
 {
   if (g_str_equal(method, "GET")) {
@@ -474,9 +703,17 @@ static void handle(SoupServer *server, SoupServerMessage *msg, const char *path,
   guint n = g_strv_length(parts);
   if (n == 1 && g_str_equal(parts[0], "virtualmachines") && g_str_equal(method, "GET")) {
     if (wants_watch(query))
-      start_watch(api, msg, NULL, NULL);
+      start_watch(api, msg, NULL, NULL, FALSE);
     else
       get_vms(api, msg, NULL, NULL);
+    return;
+  }
+  if (n == 1 && g_str_equal(parts[0], "virtualmachineblockdeviceattachments") &&
+      g_str_equal(method, "GET")) {
+    if (wants_watch(query))
+      start_watch(api, msg, NULL, NULL, TRUE);
+    else
+      get_attachments(api, msg, NULL, NULL);
     return;
   }
   if (n < 3 || !g_str_equal(parts[0], "namespaces") || !vmlet_is_dns1123_label(parts[1])) {
@@ -484,13 +721,35 @@ static void handle(SoupServer *server, SoupServerMessage *msg, const char *path,
     return;
   }
   const char *ns = parts[1], *resource = parts[2], *name = n > 3 ? parts[3] : NULL;
-  if (n > 4 || (name && !vmlet_is_dns1123_label(name))) {
+  if (n > 5 || (name && !vmlet_is_dns1123_label(name))) {
     respond_error(msg, 404, "NotFound", "unknown path");
+    return;
+  }
+  if (n == 5) {
+    gboolean vms = g_str_equal(resource, "virtualmachines");
+    if (vms && g_str_equal(method, "PUT") &&
+        (g_str_equal(parts[4], "pause") || g_str_equal(parts[4], "unpause")))
+      pause_vm(api, msg, ns, name, g_str_equal(parts[4], "pause"));
+    else
+      respond_error(msg, 404, "NotFound", "unknown path");
+    return;
+  }
+  if (g_str_equal(resource, "virtualmachineblockdeviceattachments")) {
+    if (g_str_equal(method, "GET") && wants_watch(query))
+      start_watch(api, msg, ns, name, TRUE);
+    else if (g_str_equal(method, "GET"))
+      get_attachments(api, msg, ns, name);
+    else if (g_str_equal(method, "PUT") && name)
+      put_attachment(api, msg, ns, name);
+    else if (g_str_equal(method, "DELETE") && name)
+      delete_attachment(api, msg, ns, name);
+    else
+      respond_error(msg, 405, "MethodNotAllowed", "use GET, PUT or DELETE");
     return;
   }
   if (g_str_equal(resource, "virtualmachines")) {
     if (g_str_equal(method, "GET") && wants_watch(query))
-      start_watch(api, msg, ns, name);
+      start_watch(api, msg, ns, name, FALSE);
     else if (g_str_equal(method, "GET"))
       get_vms(api, msg, ns, name);
     else if (g_str_equal(method, "PUT") && name)
@@ -520,6 +779,10 @@ VmletApi *vmlet_api_new(VmletManager *mgr, const char *socket_path, const char *
   api->watchers = g_ptr_array_new_with_free_func(watcher_free);
   api->changed_id = g_signal_connect(mgr, "vm-changed", G_CALLBACK(on_vm_changed), api);
   api->removed_id = g_signal_connect(mgr, "vm-removed", G_CALLBACK(on_vm_removed), api);
+  api->att_changed_id =
+      g_signal_connect(mgr, "attachment-changed", G_CALLBACK(on_attachment_changed), api);
+  api->att_removed_id =
+      g_signal_connect(mgr, "attachment-removed", G_CALLBACK(on_attachment_removed), api);
   if (group) {
     struct group *gr = getgrnam(group);
     if (gr) {
@@ -569,6 +832,8 @@ void vmlet_api_free(VmletApi *api)
   if (api->mgr) {
     g_clear_signal_handler(&api->changed_id, api->mgr);
     g_clear_signal_handler(&api->removed_id, api->mgr);
+    g_clear_signal_handler(&api->att_changed_id, api->mgr);
+    g_clear_signal_handler(&api->att_removed_id, api->mgr);
   }
   if (api->server) {
     soup_server_disconnect(api->server);

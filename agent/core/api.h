@@ -6,8 +6,13 @@
  *   PUT    .../namespaces/NS/virtualmachines/NAME       apply: validate, write the drop-in
  *   PATCH  .../namespaces/NS/virtualmachines/NAME       RFC 7386 merge patch of the drop-in
  *   DELETE .../namespaces/NS/virtualmachines/NAME       remove the drop-in
+ *   PUT    .../namespaces/NS/virtualmachines/NAME/pause|unpause   QMP stop / cont
  *   GET    .../namespaces/NS/virtualmachineoperations
  *   POST   .../namespaces/NS/virtualmachineoperations  {spec: {virtualMachineName, type, force}}
+ *   GET    .../virtualmachineblockdeviceattachments (also ?watch=true)
+ *   GET    .../namespaces/NS/virtualmachineblockdeviceattachments[/NAME] (also ?watch=true)
+ *   PUT    .../namespaces/NS/virtualmachineblockdeviceattachments/NAME  attach (drop-in)
+ *   DELETE .../namespaces/NS/virtualmachineblockdeviceattachments/NAME  detach
  *
  * Only root and members of the node's API group may connect (SO_PEERCRED; the socket is
  * mode 0660); others get 403 with the reason. Request bodies are bounded. */

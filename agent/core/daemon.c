@@ -21,6 +21,7 @@ static gboolean on_quit_signal(gpointer data)
 typedef struct {
   VmletManager *mgr;
   GHashTable *last_phase; /* "ns.name" -> phase name last logged */
+  GHashTable *last_att;   /* "ns/name" -> attachment phase and message last logged */
 } DaemonState;
 
 static void report_status(DaemonState *st)
@@ -54,6 +55,49 @@ static void on_vm_removed(VmletManager *mgr, const char *ns, const char *name, g
   report_status(st);
 }
 
+static const char *json_str(JsonObject *o, const char *a, const char *b)
+{
+  JsonNode *n = o ? json_object_get_member(o, a) : NULL;
+  if (b && n && JSON_NODE_HOLDS_OBJECT(n))
+    n = json_object_get_member(json_node_get_object(n), b);
+  return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING
+             ? json_node_get_string(n)
+             : NULL;
+}
+
+/* Attachments' phase changes, with why, once each (their JSON changes more often). */
+static void on_attachment_changed(VmletManager *mgr, JsonNode *att, gpointer data)
+{
+  DaemonState *st = data;
+  JsonObject *o = json_node_get_object(att);
+  g_autofree char *key = g_strdup_printf("%s/%s", json_str(o, "metadata", "namespace"),
+                                         json_str(o, "metadata", "name"));
+  const char *phase = json_str(o, "status", "phase");
+  const char *message = NULL;
+  JsonObject *status = json_object_get_object_member(o, "status");
+  JsonArray *conds = json_object_get_array_member(status, "conditions");
+  for (guint i = 0; conds && i < json_array_get_length(conds); i++) {
+    JsonObject *c = json_array_get_object_element(conds, i);
+    if (g_strcmp0(json_str(c, "type", NULL), "Attached") == 0)
+      message = json_str(c, "message", NULL);
+  }
+  g_autofree char *line = g_strdup_printf("attachment %s: phase %s%s%s", key, phase,
+                                          message ? ": " : "", message ? message : "");
+  if (g_strcmp0(g_hash_table_lookup(st->last_att, key), line) == 0)
+    return;
+  vmlet_log(LOG_INFO, NULL, "%s", line);
+  g_hash_table_replace(st->last_att, g_steal_pointer(&key), g_steal_pointer(&line));
+}
+
+static void on_attachment_removed(VmletManager *mgr, const char *ns, const char *name,
+                                  gpointer data)
+{
+  DaemonState *st = data;
+  g_autofree char *key = g_strdup_printf("%s/%s", ns, name);
+  vmlet_log(LOG_INFO, NULL, "attachment %s: removed", key);
+  g_hash_table_remove(st->last_att, key);
+}
+
 int vmlet_daemon_run(VmletNode *node, const VmletDaemonOptions *opts)
 {
   g_autofree char *socket_path = opts->socket_path
@@ -63,9 +107,13 @@ int vmlet_daemon_run(VmletNode *node, const VmletDaemonOptions *opts)
   g_autoptr(VmletManager) mgr = vmlet_manager_new(node);
   g_autoptr(GHashTable) last_phase =
       g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-  DaemonState st = {.mgr = mgr, .last_phase = last_phase};
+  g_autoptr(GHashTable) last_att =
+      g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  DaemonState st = {.mgr = mgr, .last_phase = last_phase, .last_att = last_att};
   g_signal_connect(mgr, "vm-changed", G_CALLBACK(on_vm_changed), &st);
   g_signal_connect(mgr, "vm-removed", G_CALLBACK(on_vm_removed), &st);
+  g_signal_connect(mgr, "attachment-changed", G_CALLBACK(on_attachment_changed), &st);
+  g_signal_connect(mgr, "attachment-removed", G_CALLBACK(on_attachment_removed), &st);
   g_autoptr(GError) error = NULL;
   g_autoptr(VmletApi) api = vmlet_api_new(mgr, socket_path, opts->api_group, &error);
   if (!api) {

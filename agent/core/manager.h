@@ -15,7 +15,9 @@
 #define VMLET_TYPE_MANAGER (vmlet_manager_get_type())
 G_DECLARE_FINAL_TYPE(VmletManager, vmlet_manager, VMLET, MANAGER, GObject)
 
-/* Signals: "vm-changed" (VmletVm *vm), "vm-removed" (const char *namespace, const char *name). */
+/* Signals: "vm-changed" (VmletVm *vm), "vm-removed" (const char *namespace, const char *name),
+ * "attachment-changed" (JsonNode *attachment: a VirtualMachineBlockDeviceAttachment whose
+ * JSON differs from what was last announced), "attachment-removed" (namespace, name). */
 
 /* Takes ownership of node. */
 VmletManager *vmlet_manager_new(VmletNode *node);
@@ -30,5 +32,23 @@ GPtrArray *vmlet_manager_list(VmletManager *mgr);
 const VmletNode *vmlet_manager_get_node(VmletManager *mgr);
 /* Problems with drop-ins that could not be attributed to a VM (e.g. a broken disk). */
 GPtrArray *vmlet_manager_problems(VmletManager *mgr);
+/* VirtualMachineBlockDeviceAttachments (JsonNode *, DVP-shaped with status) in namespace ns
+ * (NULL: all), sorted; those still being detached after their drop-in went are included. */
+GPtrArray *vmlet_manager_attachments(VmletManager *mgr, const char *ns);
+/* One of them, or NULL. */
+JsonNode *vmlet_manager_attachment(VmletManager *mgr, const char *ns, const char *name);
+/* The drop-in file an attachment comes from, or NULL. */
+const char *vmlet_manager_attachment_source(VmletManager *mgr, const char *ns, const char *name);
+/* Adds att (from the drop-in source, being written) to the node at once, without
+ * re-reading every drop-in: its attach starts now. The next reload reads it from disk. */
+void vmlet_manager_add_attachment(VmletManager *mgr, VmletAttachment *att, const char *source);
+/* Its drop-in is on disk (ok), or could not be written: then it is forgotten again. */
+void vmlet_manager_attachment_written(VmletManager *mgr, const char *ns, const char *name,
+                                      gboolean ok);
+/* Why att cannot be created now (its spec differs from an existing one of the same name, a
+ * read-write disk held by another VM, the device already in the VM, the 16-device limit),
+ * or NULL when it can. */
+VmbdaProblem *vmlet_manager_check_attachment(VmletManager *mgr, const VmletAttachment *att);
+
 /* Counts per phase for the systemd STATUS= line: "3 VMs: 2 Running, 1 Stopped". */
 char *vmlet_manager_summary(VmletManager *mgr);

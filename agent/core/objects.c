@@ -27,13 +27,16 @@ void vmlet_object_free(VmletObject *obj)
   case VMLET_KIND_SECRET:
     vmlet_secret_unref(obj->secret);
     break;
+  case VMLET_KIND_VMBDA:
+    vmlet_attachment_unref(obj->attachment);
+    break;
   }
   g_free(obj);
 }
 
 static const char *const kind_names[] = {"VirtualMachine", "VirtualDisk", "VirtualImage",
                                          "ClusterVirtualImage", "VirtualMachineClass", "Secret",
-                                         NULL};
+                                         VMLET_KIND_NAME_VMBDA, NULL};
 
 /* Parses one object; records problems in d. */
 static VmletObject *parse_one(JsonObject *root, VmletDiag *d)
@@ -62,6 +65,9 @@ static VmletObject *parse_one(JsonObject *root, VmletDiag *d)
   case VMLET_KIND_SECRET:
     obj->secret = vmlet_secret_parse(root, d);
     return obj->secret ? g_steal_pointer(&obj) : NULL;
+  case VMLET_KIND_VMBDA:
+    obj->attachment = vmlet_attachment_parse(root, d);
+    return obj->attachment ? g_steal_pointer(&obj) : NULL;
   }
   return NULL;
 }
@@ -143,6 +149,10 @@ VmletInventory *vmlet_inventory_new(void)
   inv->secrets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                        (GDestroyNotify)vmlet_secret_unref);
   inv->refused_secrets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  inv->attachments = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                           (GDestroyNotify)vmlet_attachment_unref);
+  inv->attachment_sources = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  inv->refused_attachments = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   return inv;
 }
 
@@ -154,6 +164,9 @@ void vmlet_inventory_free(VmletInventory *inv)
   g_hash_table_unref(inv->blocks);
   g_hash_table_unref(inv->secrets);
   g_hash_table_unref(inv->refused_secrets);
+  g_hash_table_unref(inv->attachments);
+  g_hash_table_unref(inv->attachment_sources);
+  g_hash_table_unref(inv->refused_attachments);
   g_free(inv);
 }
 
@@ -187,6 +200,12 @@ void vmlet_inventory_add(VmletInventory *inv, const VmletObject *obj)
                          block_key(obj->block->kind, obj->block->meta.namespace,
                                    obj->block->meta.name),
                          vmlet_block_object_ref(obj->block));
+    return;
+  case VMLET_KIND_VMBDA:
+    g_hash_table_replace(inv->attachments,
+                         g_strdup_printf("%s/%s", obj->attachment->meta.namespace,
+                                         obj->attachment->meta.name),
+                         vmlet_attachment_ref(obj->attachment));
     return;
   }
 }
@@ -255,18 +274,56 @@ void vmlet_inventory_load_dir(VmletInventory *inv, const char *dir, GPtrArray *p
                              g_strdup_printf("%s/%s", VMLET_DEFAULT_NAMESPACE, stem),
                              g_strdup(err->message));
       }
+      /* So is an attachment: `vmlet get vmbda` shows it Failed, with every problem. */
+      if (g_str_equal(base, "attachments.d")) {
+        g_autofree char *stem = g_strndup(names->pdata[i], strlen(names->pdata[i]) - 5);
+        char *dot = strchr(stem, '.');
+        const char *ns = dot ? stem : VMLET_DEFAULT_NAMESPACE, *att = dot ? dot + 1 : stem;
+        if (dot)
+          *dot = '\0';
+        if (vmlet_is_dns1123_label(ns) && vmlet_is_dns1123_label(att))
+          g_hash_table_replace(inv->refused_attachments, g_strdup_printf("%s/%s", ns, att),
+                               g_strdup(err->message));
+      }
       continue;
     }
     if (!check_secret_file(inv, path, objs, problems))
       continue;
-    for (guint j = 0; j < objs->len; j++)
-      vmlet_inventory_add(inv, objs->pdata[j]);
+    for (guint j = 0; j < objs->len; j++) {
+      VmletObject *o = objs->pdata[j];
+      vmlet_inventory_add(inv, o);
+      /* The API deletes an attachment by removing the file it came from. */
+      if (o->kind == VMLET_KIND_VMBDA)
+        g_hash_table_replace(inv->attachment_sources,
+                             g_strdup_printf("%s/%s", o->attachment->meta.namespace,
+                                             o->attachment->meta.name),
+                             g_strdup(path));
+    }
   }
 }
 
 VmClass *vmlet_inventory_class(VmletInventory *inv, const char *name)
 {
   return g_hash_table_lookup(inv->classes, name);
+}
+
+static gint compare_attachments(gconstpointer a, gconstpointer b)
+{
+  const VmletAttachment *x = *(VmletAttachment *const *)a, *y = *(VmletAttachment *const *)b;
+  int c = strcmp(x->meta.namespace, y->meta.namespace);
+  return c ? c : strcmp(x->meta.name, y->meta.name);
+}
+
+GPtrArray *vmlet_inventory_attachments(VmletInventory *inv)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func((GDestroyNotify)vmlet_attachment_unref);
+  GHashTableIter it;
+  gpointer v;
+  g_hash_table_iter_init(&it, inv->attachments);
+  while (g_hash_table_iter_next(&it, NULL, &v))
+    g_ptr_array_add(out, vmlet_attachment_ref(v));
+  g_ptr_array_sort(out, compare_attachments);
+  return out;
 }
 
 VmletBlockObject *vmlet_inventory_block(VmletInventory *inv, VmBlockKind kind,

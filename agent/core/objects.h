@@ -4,6 +4,7 @@
 
 #include <glib.h>
 
+#include "attachment.h"
 #include "blockobj.h"
 #include "secret.h"
 #include "vmclass.h"
@@ -16,6 +17,7 @@ typedef enum {
   VMLET_KIND_CLUSTER_VIRTUAL_IMAGE,
   VMLET_KIND_VIRTUAL_MACHINE_CLASS,
   VMLET_KIND_SECRET,
+  VMLET_KIND_VMBDA, /* VirtualMachineBlockDeviceAttachment */
 } VmletKind;
 
 typedef struct {
@@ -25,6 +27,7 @@ typedef struct {
     VmletBlockObject *block;
     VmClass *klass;
     VmletSecret *secret;
+    VmletAttachment *attachment;
   };
 } VmletObject;
 
@@ -47,13 +50,19 @@ typedef struct {
   GHashTable *blocks;  /* "Kind/namespace/name" -> VmletBlockObject * */
   GHashTable *secrets; /* "namespace/name" -> VmletSecret * */
   GHashTable *refused_secrets; /* "namespace/name" -> why its drop-in was refused */
+  GHashTable *attachments; /* "namespace/name" -> VmletAttachment * */
+  GHashTable *attachment_sources; /* "namespace/name" -> the drop-in file it came from */
+  /* Drop-ins of attachments.d that do not load, known by file name ([NS.]NAME.json):
+   * "namespace/name" -> every problem, so the attachment is listed as Failed with them. */
+  GHashTable *refused_attachments;
 } VmletInventory;
 
 VmletInventory *vmlet_inventory_new(void);
 void vmlet_inventory_free(VmletInventory *inv);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmletInventory, vmlet_inventory_free)
 
-/* Adds a class, disk or image (VMs are ignored); a later object replaces an earlier one. */
+/* Adds a class, disk, image, Secret or attachment (VMs are ignored); a later object
+ * replaces an earlier one. */
 void vmlet_inventory_add(VmletInventory *inv, const VmletObject *obj);
 /* Loads every *.json in dir (sorted). A file that fails is reported in problems and
  * skipped: one broken drop-in never hides the others. A missing dir is not a problem. */
@@ -63,5 +72,7 @@ VmClass *vmlet_inventory_class(VmletInventory *inv, const char *name);
 /* A Secret, or NULL with *why saying whether it is missing or was refused (mode, type...). */
 VmletSecret *vmlet_inventory_secret(VmletInventory *inv, const char *namespace, const char *name,
                                     char **why);
+/* Attachments sorted by namespace and name; the array holds references. */
+GPtrArray *vmlet_inventory_attachments(VmletInventory *inv);
 VmletBlockObject *vmlet_inventory_block(VmletInventory *inv, VmBlockKind kind,
                                         const char *namespace, const char *name);

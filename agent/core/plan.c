@@ -14,14 +14,21 @@
 #define NODE_PREFIX_MAX 26
 #define LONGEST_SOCKET_NAME "console.sock"
 
-static void plan_disk_free(gpointer p)
+void vm_plan_disk_free(VmPlanDisk *d)
 {
-  VmPlanDisk *d = p;
+  if (!d)
+    return;
   g_free(d->device_id);
   g_free(d->node_prefix);
   g_free(d->name);
   g_free(d->path);
+  g_free(d->attachment);
   g_free(d);
+}
+
+static void plan_disk_free(gpointer p)
+{
+  vm_plan_disk_free(p);
 }
 
 VmPlan *vm_plan_ref(VmPlan *plan)
@@ -41,6 +48,7 @@ void vm_plan_unref(VmPlan *plan)
   g_free(plan->machine);
   g_free(plan->cpu);
   g_ptr_array_unref(plan->disks);
+  g_ptr_array_unref(plan->hotplugged);
   g_free(plan->uuid);
   g_free(plan->runtime_dir);
   g_free(plan->qmp_socket);
@@ -120,6 +128,60 @@ static char *default_path(const VmletNode *node, const VmletBlockObject *obj)
   return NULL;
 }
 
+char *vm_plan_device_id(VmBlockKind kind, const char *name)
+{
+  return g_strdup_printf("%s-%s", kind_prefix(kind), name);
+}
+
+/* What a disk or image is to QEMU, wherever it is plugged: the same for a blockDeviceRef and
+ * for an attachment, so a hot-plugged disk is the disk a restart would create. */
+static VmPlanDisk *disk_for_object(const VmletNode *node, const VmletBlockObject *obj)
+{
+  VmPlanDisk *disk = g_new0(VmPlanDisk, 1);
+  disk->kind = obj->kind;
+  disk->name = g_strdup(obj->meta.name);
+  disk->device_id = vm_plan_device_id(obj->kind, obj->meta.name);
+  disk->node_prefix = node_prefix_for(disk->device_id);
+  disk->path = obj->path ? g_strdup(obj->path) : default_path(node, obj);
+  disk->format = obj->format;
+  disk->read_only = obj->kind != VM_BLOCK_VIRTUAL_DISK;
+  disk->cdrom = obj->format == VMLET_FORMAT_ISO;
+  disk->host_device = g_str_has_prefix(disk->path, "/dev/");
+  return disk;
+}
+
+VmPlanDisk *vm_plan_attachment_disk(const VmletNode *node, const VmletBlockObject *obj,
+                                    const char *attachment)
+{
+  VmPlanDisk *disk = disk_for_object(node, obj);
+  /* virtio-blk even when enableParavirtualization is false: the AHCI controller of q35
+   * has no hotplug, and a disk must sit where a later hotplug could have put it. */
+  disk->bus = disk->cdrom ? VM_DISK_BUS_SCSI : VM_DISK_BUS_VIRTIO;
+  disk->attachment = g_strdup(attachment);
+  return disk;
+}
+
+char *vm_plan_hotplug_bus(const VmPlanDisk *disk)
+{
+  switch (disk->bus) {
+  case VM_DISK_BUS_VIRTIO:
+    return g_strdup_printf("pci.%u", disk->slot);
+  case VM_DISK_BUS_SCSI:
+    return g_strdup("scsi0.0");
+  case VM_DISK_BUS_SATA:
+    break;
+  }
+  return g_strdup_printf("ide.%u", disk->slot);
+}
+
+guint64 vm_plan_spare_ports(const VmPlan *plan)
+{
+  guint64 mask = 0;
+  for (guint i = 0; i < plan->hotplug_ports && plan->first_hotplug_port + i < 64; i++)
+    mask |= G_GUINT64_CONSTANT(1) << (plan->first_hotplug_port + i);
+  return mask;
+}
+
 static char *cpu_argument(const VmClass *k, const VmSpec *spec, VmletAccel accel)
 {
   gboolean kvm = accel == VMLET_ACCEL_KVM;
@@ -190,17 +252,8 @@ static void resolve_disks(VmPlan *plan, VmletInventory *inv, const VmletNode *no
                          vm_block_kind_name(ref->kind), ref->name, spec->meta.namespace);
       continue;
     }
-    VmPlanDisk *disk = g_new0(VmPlanDisk, 1);
+    VmPlanDisk *disk = disk_for_object(node, obj);
     disk->is_ref = TRUE;
-    disk->kind = ref->kind;
-    disk->name = g_strdup(ref->name);
-    disk->device_id = g_strdup_printf("%s-%s", kind_prefix(ref->kind), ref->name);
-    disk->node_prefix = node_prefix_for(disk->device_id);
-    disk->path = obj->path ? g_strdup(obj->path) : default_path(node, obj);
-    disk->format = obj->format;
-    disk->read_only = ref->kind != VM_BLOCK_VIRTUAL_DISK;
-    disk->cdrom = obj->format == VMLET_FORMAT_ISO;
-    disk->host_device = g_str_has_prefix(disk->path, "/dev/");
     disk->bus = (disk->cdrom || !spec->paravirtualization) ? VM_DISK_BUS_SATA
                                                            : VM_DISK_BUS_VIRTIO;
     disk->boot_index = i + 1;
@@ -239,6 +292,7 @@ VmPlan *vm_plan_build(VmSpec *spec, VmletInventory *inv, const VmletNode *node, 
   plan->refcount = 1;
   plan->spec = vm_spec_ref(spec);
   plan->disks = g_ptr_array_new_with_free_func(plan_disk_free);
+  plan->hotplugged = g_ptr_array_new_with_free_func(plan_disk_free);
   plan->accel = node->accel;
   plan->qemu_binary = g_strdup(node->qemu_binary);
 
@@ -290,6 +344,12 @@ VmPlan *vm_plan_build(VmSpec *spec, VmletInventory *inv, const VmletNode *node, 
   }
   guint refs = spec->block_devices->len;
   plan->hotplug_ports = refs < VM_MAX_BLOCK_DEVICES ? VM_MAX_BLOCK_DEVICES - refs : 0;
+  /* Root ports are numbered from 1: the virtio disks of blockDeviceRefs, the controllers,
+   * then the spare ones (qemu-argv.c lays them out in this order). */
+  guint virtio = 0;
+  for (guint i = 0; i < plan->disks->len; i++)
+    virtio += ((VmPlanDisk *)plan->disks->pdata[i])->bus == VM_DISK_BUS_VIRTIO;
+  plan->first_hotplug_port = virtio + VM_PLAN_CONTROLLER_PORTS + 1;
 
   switch (spec->bootloader) {
   case VM_BOOTLOADER_BIOS:

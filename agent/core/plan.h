@@ -17,7 +17,11 @@
 typedef enum {
   VM_DISK_BUS_VIRTIO, /* virtio-blk-pci on its own pcie-root-port */
   VM_DISK_BUS_SATA,   /* ide-hd / ide-cd on the q35 built-in AHCI (ide.0 - ide.5) */
+  VM_DISK_BUS_SCSI,   /* scsi-cd on the virtio-scsi controller scsi0 (hot-plugged ISO images) */
 } VmDiskBus;
+
+/* Root ports taken by the controllers at boot: scsi0, virtio-serial0, usb, balloon0. */
+#define VM_PLAN_CONTROLLER_PORTS 4
 
 typedef struct {
   char *device_id;   /* QEMU qdev id, e.g. "vd-linux-vm-root" */
@@ -32,6 +36,10 @@ typedef struct {
   gboolean host_device; /* a block device node under /dev */
   VmDiskBus bus;
   guint boot_index; /* 1-based position in blockDeviceRefs; 0 = not bootable */
+  /* Disks of VirtualMachineBlockDeviceAttachments (hot-plugged, or brought back at a
+   * start): the attachment's name, and the root port index (virtio) or SCSI id (scsi-cd). */
+  char *attachment;
+  guint slot;
 } VmPlanDisk;
 
 typedef struct {
@@ -46,6 +54,8 @@ typedef struct {
   guint64 memory_mib; /* spec memory rounded up to whole MiB */
   GPtrArray *disks;   /* VmPlanDisk *: refs in boot order, then the provisioning ISO */
   guint hotplug_ports; /* spare pcie-root-ports for later disk hotplug */
+  guint first_hotplug_port; /* index of the first spare port: pci.<first_hotplug_port> */
+  GPtrArray *hotplugged; /* VmPlanDisk *: attachments' disks, never bootable (attachctl.c) */
   char *uuid;
   char *runtime_dir;
   char *qmp_socket, *console_socket, *vnc_socket, *agent_socket;
@@ -67,6 +77,26 @@ VmPlan *vm_plan_build(VmSpec *spec, VmletInventory *inv, const VmletNode *node, 
 VmPlan *vm_plan_ref(VmPlan *plan);
 void vm_plan_unref(VmPlan *plan);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmPlan, vm_plan_unref)
+
+void vm_plan_disk_free(VmPlanDisk *disk);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmPlanDisk, vm_plan_disk_free)
+
+/* QEMU's id for the device of a disk or image, the same for a blockDeviceRef and for an
+ * attachment: "vd-<name>", "vi-<name>", "cvi-<name>". */
+char *vm_plan_device_id(VmBlockKind kind, const char *name);
+
+/* The disk an attachment plugs: path, format and read-only exactly as for a
+ * blockDeviceRef of the same object, never bootable; virtio-blk on a spare root port, or
+ * scsi-cd on scsi0 for ISO images (q35's AHCI cannot hot-plug). slot is left 0. */
+VmPlanDisk *vm_plan_attachment_disk(const VmletNode *node, const VmletBlockObject *obj,
+                                    const char *attachment);
+
+/* The bus an attachment's disk sits on: "pci.<slot>" or "scsi0.0". */
+char *vm_plan_hotplug_bus(const VmPlanDisk *disk);
+
+/* Spare root ports as a bit mask (bit N: pci.N), the ports a hot-plugged virtio disk may
+ * use in a QEMU started from this plan. */
+guint64 vm_plan_spare_ports(const VmPlan *plan);
 
 /* The per-VM runtime directory name: "<namespace>.<name>" (dots cannot occur in either,
  * so it is unambiguous), shortened with a hash when socket paths would not fit. */

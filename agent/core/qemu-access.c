@@ -118,6 +118,12 @@ gboolean vmlet_qemu_access_grant(const VmPlan *plan, const VmletConfine *c, GErr
     if (!vmlet_qemu_access_grant_file(d->path, writable, what, c, error))
       return FALSE;
   }
+  for (guint i = 0; plan->hotplugged && i < plan->hotplugged->len; i++) {
+    const VmPlanDisk *d = plan->hotplugged->pdata[i];
+    g_autofree char *what = g_strdup_printf("%s \"%s\"", vm_block_kind_name(d->kind), d->name);
+    if (!vmlet_qemu_access_grant_file(d->path, !d->read_only, what, c, error))
+      return FALSE;
+  }
   if (plan->ovmf_vars) {
     g_autofree char *nvram_dir = g_path_get_dirname(plan->ovmf_vars);
     if (!vmlet_qemu_access_traverse_dir(nvram_dir, c, error) ||

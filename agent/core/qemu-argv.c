@@ -154,7 +154,23 @@ static void build_disks(GPtrArray *a, const VmPlan *p, guint *next_port)
     case VM_DISK_BUS_SATA:
       bus = g_strdup_printf("ide.%u", sata_port++);
       break;
+    case VM_DISK_BUS_SCSI:
+      bus = g_strdup("scsi0.0");
+      break;
     }
+    arg_json(a, "-device", qdev_disk_device(d, bus));
+  }
+}
+
+/* Attachments' disks at a start: on the spare port or SCSI id the plan gave them, after the
+ * controllers (a scsi-cd needs scsi0 to exist), with no bootindex. */
+static void build_hotplugged(GPtrArray *a, const VmPlan *p)
+{
+  for (guint i = 0; i < p->hotplugged->len; i++) {
+    const VmPlanDisk *d = p->hotplugged->pdata[i];
+    g_autofree char *bus = vm_plan_hotplug_bus(d);
+    arg_json(a, "-blockdev", qdev_blockdev_storage(d));
+    arg_json(a, "-blockdev", qdev_blockdev_format(d));
     arg_json(a, "-device", qdev_disk_device(d, bus));
   }
 }
@@ -227,11 +243,11 @@ GStrv vm_qemu_argv(const VmPlan *p)
   guint virtio_disks = 0;
   for (guint i = 0; i < p->disks->len; i++)
     virtio_disks += ((VmPlanDisk *)p->disks->pdata[i])->bus == VM_DISK_BUS_VIRTIO;
-  const guint controller_ports = 4; /* scsi0, virtio-serial0, usb, balloon0 */
-  build_root_ports(a, virtio_disks + controller_ports + p->hotplug_ports);
+  build_root_ports(a, virtio_disks + VM_PLAN_CONTROLLER_PORTS + p->hotplug_ports);
   guint next_port = 1;
   build_disks(a, p, &next_port);
   build_controllers(a, &next_port);
+  build_hotplugged(a, p);
   build_console_and_agent(a, p);
   build_display(a, p);
 

@@ -51,11 +51,18 @@ JsonObject *qdev_disk_device(const VmPlanDisk *disk, const char *bus)
   case VM_DISK_BUS_SATA:
     driver = disk->cdrom ? "ide-cd" : "ide-hd";
     break;
+  case VM_DISK_BUS_SCSI:
+    driver = "scsi-cd";
+    break;
   }
   json_object_set_string_member(o, "driver", driver);
   json_object_set_string_member(o, "bus", bus);
   if (disk->bus == VM_DISK_BUS_VIRTIO)
     json_object_set_string_member(o, "addr", "0x0");
+  if (disk->bus == VM_DISK_BUS_SCSI) {
+    json_object_set_int_member(o, "scsi-id", disk->slot);
+    json_object_set_int_member(o, "lun", 0);
+  }
   json_object_set_string_member(o, "drive", node);
   json_object_set_string_member(o, "id", disk->device_id);
   /* The serial shows up in the guest as /dev/disk/by-id/virtio-<serial>; virtio-blk keeps

@@ -14,7 +14,8 @@
 JsonObject *qdev_blockdev_storage(const VmPlanDisk *disk);
 /* Format node ("qcow2" or "raw") over the storage node. */
 JsonObject *qdev_blockdev_format(const VmPlanDisk *disk);
-/* The guest-visible device. bus is "pci.N" (virtio) or "ide.N" (SATA). */
+/* The guest-visible device. bus is "pci.N" (virtio), "ide.N" (SATA) or "scsi0.0" (scsi-cd,
+ * at SCSI id disk->slot). */
 JsonObject *qdev_disk_device(const VmPlanDisk *disk, const char *bus);
 /* A pcie-root-port on pcie.0 numbered index >= 1; id "pci.<index>". */
 JsonObject *qdev_root_port(guint index, gboolean multifunction);

@@ -1,5 +1,6 @@
 #include "render.h"
 
+#include "slots.h"
 #include "vmlet-error.h"
 
 VmletInventory *vmlet_node_inventory(const VmletNode *node, GPtrArray *problems,
@@ -10,7 +11,8 @@ VmletInventory *vmlet_node_inventory(const VmletNode *node, GPtrArray *problems,
     problems = sink;
   VmletInventory *inv = vmlet_inventory_new();
   vmlet_inventory_load_dir(inv, node->profiles_dir, problems, warnings);
-  static const char *const subdirs[] = {"classes.d", "disks.d", "images.d", "secrets.d"};
+  static const char *const subdirs[] = {"classes.d", "disks.d", "images.d", "secrets.d",
+                                        "attachments.d"};
   for (gsize i = 0; i < G_N_ELEMENTS(subdirs); i++) {
     g_autofree char *dir = g_build_filename(node->config_dir, subdirs[i], NULL);
     vmlet_inventory_load_dir(inv, dir, problems, warnings);
@@ -53,5 +55,20 @@ VmPlan *vmlet_plan_document(const VmletNode *node, VmletInventory *inv, const ch
   }
   if (!vmlet_diag_check(d, error))
     return NULL;
+  /* The VM's VirtualMachineBlockDeviceAttachments (the node's, and any in the document)
+   * as a start brings them back: after the controllers, outside the boot order. */
+  g_autoptr(GPtrArray) atts = vmlet_inventory_attachments(inv);
+  g_autoptr(GHashTable) left_out = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                                         (GDestroyNotify)vmbda_problem_free);
+  vmlet_slots_place(plan, atts, inv, node, NULL, left_out);
+  for (guint i = 0; warnings && i < atts->len; i++) {
+    const VmletAttachment *att = atts->pdata[i];
+    const VmbdaProblem *p = g_hash_table_lookup(left_out, att->meta.name);
+    if (p && g_str_equal(att->meta.namespace, vm->meta.namespace) &&
+        g_str_equal(att->vm_name, vm->meta.name))
+      g_ptr_array_add(warnings,
+                      g_strdup_printf("%s: VirtualMachineBlockDeviceAttachment \"%s\" left out: %s",
+                                      source, att->meta.name, p->message));
+  }
   return g_steal_pointer(&plan);
 }

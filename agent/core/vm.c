@@ -13,6 +13,7 @@
 #include <glib/gstdio.h>
 
 #include "strutil.h"
+#include "attachctl.h"
 #include "cgroup.h"
 #include "confine.h"
 #include "fileio.h"
@@ -86,6 +87,9 @@ struct _VmletVm {
   char *last_exit;       /* "QEMU exited unexpectedly: ..." for the condition */
   char *save_error;      /* why the record could not be written, for its condition */
   GPtrArray *ops;        /* VmOp *, oldest first */
+  VmletAttachCtl *hot;   /* its VirtualMachineBlockDeviceAttachments */
+  gboolean paused;       /* QEMU's vCPUs stopped (QMP stop), from the STOP/RESUME events */
+  guint hot_save;        /* the record write that follows a hotplug change */
 };
 
 enum { SIGNAL_CHANGED, SIGNAL_GONE, N_SIGNALS };
@@ -122,6 +126,8 @@ static void op_free(gpointer p)
 }
 
 static void stop_watching(VmletVm *vm);
+static void sync_attachments(VmletVm *vm);
+static void on_hot_changed(VmletAttachCtl *hot, VmletVm *vm);
 
 static void vmlet_vm_finalize(GObject *obj)
 {
@@ -130,6 +136,11 @@ static void vmlet_vm_finalize(GObject *obj)
   g_clear_handle_id(&vm->grace_timer, g_source_remove);
   g_clear_handle_id(&vm->kill_timer, g_source_remove);
   g_clear_handle_id(&vm->backoff_timer, g_source_remove);
+  g_clear_handle_id(&vm->hot_save, g_source_remove);
+  if (vm->hot) {
+    g_signal_handlers_disconnect_by_data(vm->hot, vm);
+    g_clear_object(&vm->hot);
+  }
   g_free(vm->namespace);
   g_free(vm->name);
   g_clear_pointer(&vm->spec, vm_spec_unref);
@@ -169,6 +180,9 @@ VmletVm *vmlet_vm_new(const char *namespace, const char *name, VmletVmEnv *env)
   vm->name = g_strdup(name);
   vm->rec = vmlet_vm_record_new(namespace, name);
   vm->phase = VM_PHASE_PENDING;
+  vm->hot = vmlet_attach_ctl_new(namespace, name, env->node, &env->inv);
+  g_signal_connect(vm->hot, "changed", G_CALLBACK(on_hot_changed), vm);
+  sync_attachments(vm);
   return vm;
 }
 
@@ -180,6 +194,11 @@ const char *vmlet_vm_get_namespace(VmletVm *vm)
 const char *vmlet_vm_get_name(VmletVm *vm)
 {
   return vm->name;
+}
+
+VmSpec *vmlet_vm_get_spec(VmletVm *vm)
+{
+  return vm->spec;
 }
 
 const char *vmlet_vm_get_source(VmletVm *vm)
@@ -210,11 +229,53 @@ static void changed(VmletVm *vm)
   g_signal_emit(vm, signals[SIGNAL_CHANGED], 0);
 }
 
+/* What the attachments need to know of their VM: its spec, and why it does not run. */
+static void sync_attachments(VmletVm *vm)
+{
+  g_autofree char *why = NULL;
+  if (vm->deleting)
+    why = g_strdup_printf("VirtualMachine \"%s\" is being deleted", vm->name);
+  else if (vm->phase != VM_PHASE_RUNNING)
+    why = g_strdup_printf("VirtualMachine \"%s\" is %s; the device is attached when it runs",
+                          vm->name, phase_names[vm->phase]);
+  vmlet_attach_ctl_set_vm(vm->hot, vm->spec, why);
+}
+
+static gboolean on_hot_save(gpointer data)
+{
+  VmletVm *vm = data;
+  vm->hot_save = 0;
+  save(vm);
+  return G_SOURCE_REMOVE;
+}
+
+/* The attachments changed. Unlike the rest of the record, their devices are written just
+ * after the change is reported, not before: an fsync here would delay every Attached by
+ * milliseconds, and a record that missed a device is safe, because a restarted vmletd asks
+ * QEMU and adopts a device of a wanted attachment rather than plugging it twice
+ * (attachctl.c, on_probed). */
+static void on_hot_changed(VmletAttachCtl *hot, VmletVm *vm)
+{
+  g_autoptr(JsonNode) now = vmlet_attach_ctl_record(hot);
+  JsonArray *arr = json_node_get_array(now);
+  gboolean empty = json_array_get_length(arr) == 0;
+  gboolean same = vm->rec->hotplugged ? json_node_equal(now, vm->rec->hotplugged) : empty;
+  if (!same) {
+    g_clear_pointer(&vm->rec->hotplugged, json_node_unref);
+    if (!empty)
+      vm->rec->hotplugged = g_steal_pointer(&now);
+    if (!vm->hot_save)
+      vm->hot_save = g_idle_add_full(G_PRIORITY_LOW, on_hot_save, vm, NULL);
+  }
+  changed(vm);
+}
+
 static void set_phase(VmletVm *vm, VmPhase phase)
 {
   if (vm->phase == phase && g_str_equal(vm->rec->phase, phase_names[phase]))
     return;
   vm->phase = phase;
+  sync_attachments(vm);
   vmlet_vm_record_transition(vm->rec, phase_names[phase], g_get_real_time());
   save(vm);
   changed(vm);
@@ -516,6 +577,10 @@ static void qemu_exited(VmletVm *vm)
 {
   int status = 0;
   gboolean reaped = vm->is_child && vmlet_proc_reap(vm->pidfd, &status);
+  /* The hot-plugged devices went with QEMU; a next start brings the wanted ones back. */
+  vmlet_attach_ctl_deactivate(vm->hot);
+  vm->paused = FALSE;
+  vmlet_attach_ctl_set_paused(vm->hot, FALSE);
   stop_watching(vm);
   g_clear_handle_id(&vm->grace_timer, g_source_remove);
   g_clear_handle_id(&vm->kill_timer, g_source_remove);
@@ -535,6 +600,7 @@ static void qemu_exited(VmletVm *vm)
 
   if (vm->deleting) {
     g_autoptr(GError) error = NULL;
+    g_clear_handle_id(&vm->hot_save, g_source_remove);
     remove_runtime_dir(vm);
     vmlet_vm_record_delete(vm->env->node->state_dir, vm->namespace, vm->name, &error);
     set_phase(vm, VM_PHASE_TERMINATING);
@@ -624,6 +690,14 @@ static void on_qmp_event(VmletQmp *qmp, const char *name, JsonObject *data, gint
     } else if (by_guest) {
       force_stop(vm); /* a graceful stop we asked for has completed */
     }
+  } else if (g_str_equal(name, "STOP") || g_str_equal(name, "RESUME")) {
+    gboolean paused = g_str_equal(name, "STOP");
+    /* The -S start's cont also sends RESUME; only a Running VM is "paused". */
+    if (paused != vm->paused) {
+      vm->paused = paused;
+      vmlet_attach_ctl_set_paused(vm->hot, paused);
+      changed(vm);
+    }
   }
 }
 
@@ -646,6 +720,7 @@ static void on_cont(GObject *src, GAsyncResult *res, gpointer data)
   set_phase(vm, VM_PHASE_RUNNING);
   complete_ops(vm, VM_OP_START, OP_COMPLETED, NULL);
   complete_ops(vm, VM_OP_RESTART, OP_COMPLETED, NULL);
+  vmlet_attach_ctl_activate(vm->hot, vm->qmp);
 }
 
 static void on_adopted_status(GObject *src, GAsyncResult *res, gpointer data)
@@ -667,7 +742,15 @@ static void on_adopted_status(GObject *src, GAsyncResult *res, gpointer data)
     force_stop(vm);
   } else {
     vm->running_since_mono_us = g_get_monotonic_time();
+    /* A VM paused before vmletd restarted stays paused; say so. */
+    JsonNode *running = json_object_get_member(json_node_get_object(ret), "running");
+    vm->paused = running && JSON_NODE_HOLDS_VALUE(running) &&
+                 json_node_get_value_type(running) == G_TYPE_BOOLEAN &&
+                 !json_node_get_boolean(running);
+    vmlet_attach_ctl_set_paused(vm->hot, vm->paused);
     set_phase(vm, VM_PHASE_RUNNING);
+    /* Re-adopted: its hot-plugged devices are checked against QEMU, never plugged again. */
+    vmlet_attach_ctl_activate(vm->hot, vm->qmp);
     vmlet_vm_reconcile(vm);
   }
 }
@@ -887,7 +970,11 @@ static void start(VmletVm *vm)
   vmlet_autofd log_fd = -1;
   VmletProcId id;
   int gate = -1;
+  /* The attachments come back with the VM: in its argv, outside the boot order. */
+  if (!error)
+    vmlet_attach_ctl_plan(vm->hot, plan);
   VmletConfine *confine = error ? NULL : confinement(vm, &error);
+  vmlet_attach_ctl_set_confine(vm->hot, confine);
   if (confine && prepare_files(vm, plan, &log_fd, &error) &&
       vmlet_qemu_access_grant(plan, confine, &error)) {
     g_auto(GStrv) argv = vm_qemu_argv(plan);
@@ -914,6 +1001,7 @@ static void start(VmletVm *vm)
     json_node_unref(vm->rec->started_spec);
   vm->rec->started_spec = json_node_copy(vm->spec->spec_json);
   vm->is_child = TRUE;
+  vmlet_attach_ctl_started(vm->hot, vm->plan);
   set_phase(vm, VM_PHASE_STARTING);
   int pidfd = vmlet_proc_open(&id, &error);
   if (pidfd < 0) {
@@ -922,6 +1010,7 @@ static void start(VmletVm *vm)
     vm->last_exit = g_strdup_printf("QEMU exited at start; see %s/qemu.log", vm->plan->runtime_dir);
     waitpid(id.pid, NULL, WNOHANG);
     vm->rec->proc.pid = 0;
+    vmlet_attach_ctl_deactivate(vm->hot);
     set_phase(vm, VM_PHASE_STOPPED);
     schedule_restart(vm);
     return;
@@ -946,19 +1035,49 @@ void vmlet_vm_set_spec(VmletVm *vm, VmSpec *spec, const char *source, const char
   if (first && spec && spec->run_policy == VM_RUN_POLICY_MANUAL && vm->rec->proc.pid == 0 &&
       g_str_equal(vm->rec->phase, "Pending"))
     vm->rec->stopped_manually = TRUE;
+  sync_attachments(vm);
   changed(vm);
+}
+
+void vmlet_vm_set_attachments(VmletVm *vm, GPtrArray *attachments, GHashTable *conflicts,
+                              gboolean retry)
+{
+  vmlet_attach_ctl_set_desired(vm->hot, attachments, conflicts, retry);
+}
+
+VmletAttachCtl *vmlet_vm_get_attachments(VmletVm *vm)
+{
+  return vm->hot;
+}
+
+gboolean vmlet_vm_pause(VmletVm *vm, gboolean pause, GError **error)
+{
+  if (vm->phase != VM_PHASE_RUNNING || !vm->qmp || vmlet_qmp_is_closed(vm->qmp)) {
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID, "%s: cannot be %s: it is %s",
+                vm->name, pause ? "paused" : "unpaused", phase_names[vm->phase]);
+    return FALSE;
+  }
+  /* The STOP / RESUME event updates the status; a repeated request is harmless. */
+  vmlet_qmp_execute_async(vm->qmp, pause ? "stop" : "cont", NULL, vm->cancel, on_qmp_done,
+                          NULL);
+  return TRUE;
 }
 
 void vmlet_vm_adopt(VmletVm *vm, VmletVmRecord *record)
 {
   vmlet_vm_record_free(vm->rec);
   vm->rec = record;
+  /* A damaged entry is dropped: once QMP is up, the probe still finds the device of any
+   * attachment that wants it (attachctl.c), so nothing is plugged twice. */
+  vmlet_attach_ctl_load(vm->hot, record->hotplugged, NULL);
   for (guint i = 0; i < G_N_ELEMENTS(phase_names); i++)
     if (g_str_equal(record->phase, phase_names[i]))
       vm->phase = (VmPhase)i;
   if (record->proc.pid == 0) {
     if (vm->phase != VM_PHASE_PENDING)
       vm->phase = VM_PHASE_STOPPED;
+    vmlet_attach_ctl_deactivate(vm->hot);
+    sync_attachments(vm);
     return;
   }
   g_autoptr(GError) error = NULL;
@@ -967,11 +1086,16 @@ void vmlet_vm_adopt(VmletVm *vm, VmletVmRecord *record)
     set_str(&vm->last_exit, "QEMU exited while vmletd was not running");
     record->proc.pid = 0;
     vm->phase = VM_PHASE_STOPPED;
+    vmlet_attach_ctl_deactivate(vm->hot);
+    sync_attachments(vm);
     vmlet_vm_record_transition(record, "Stopped", g_get_real_time());
     save(vm);
     return;
   }
   vm->is_child = FALSE;
+  sync_attachments(vm);
+  /* Disks attached from now on are given to QEMU's user like those it started with. */
+  vmlet_attach_ctl_set_confine(vm->hot, confinement(vm, NULL));
   watch_process(vm, pidfd);
   connect_qmp(vm);
 }
@@ -1090,11 +1214,13 @@ void vmlet_vm_delete(VmletVm *vm)
   vm->deleting = TRUE;
   g_clear_handle_id(&vm->backoff_timer, g_source_remove);
   set_phase(vm, VM_PHASE_TERMINATING);
+  sync_attachments(vm);
   if (qemu_alive(vm)) {
     begin_stop(vm, FALSE);
     return;
   }
   g_autoptr(GError) error = NULL;
+  g_clear_handle_id(&vm->hot_save, g_source_remove);
   remove_runtime_dir(vm);
   vmlet_vm_record_delete(vm->env->node->state_dir, vm->namespace, vm->name, &error);
   g_signal_emit(vm, signals[SIGNAL_GONE], 0);
@@ -1119,6 +1245,27 @@ static char *iso8601(gint64 wall_us)
 {
   g_autoptr(GDateTime) dt = g_date_time_new_from_unix_utc(wall_us / G_USEC_PER_SEC);
   return g_date_time_format_iso8601(dt);
+}
+
+/* status.blockDeviceRefs as DVP shows it: the spec's devices in boot order, then the
+ * hot-plugged ones with their attachment. */
+static JsonArray *block_device_refs(VmletVm *vm)
+{
+  JsonArray *arr = json_array_new();
+  gboolean running = vm->phase == VM_PHASE_RUNNING && qemu_alive(vm);
+  for (guint i = 0; vm->spec && i < vm->spec->block_devices->len; i++) {
+    const VmBlockDeviceRef *ref = vm->spec->block_devices->pdata[i];
+    JsonObject *o = json_object_new();
+    g_autofree char *target = vm_plan_device_id(ref->kind, ref->name);
+    json_object_set_string_member(o, "kind", vm_block_kind_name(ref->kind));
+    json_object_set_string_member(o, "name", ref->name);
+    json_object_set_string_member(o, "target", target);
+    json_object_set_boolean_member(o, "attached", running);
+    json_object_set_boolean_member(o, "hotplugged", FALSE);
+    json_array_add_object_element(arr, o);
+  }
+  vmlet_attach_ctl_block_refs(vm->hot, arr);
+  return arr;
 }
 
 JsonNode *vmlet_vm_to_json(VmletVm *vm)
@@ -1172,6 +1319,9 @@ JsonNode *vmlet_vm_to_json(VmletVm *vm)
     add_condition(conds, "ResourcesApplied", FALSE, "CgroupUpdateFailed", vm->resources_error);
   add_condition(conds, "AgentReady", FALSE, "NotImplemented",
                 "the guest agent channel is not read yet");
+  if (vm->paused && qemu_alive(vm))
+    add_condition(conds, "Paused", TRUE, "PausedByUser",
+                  "the VM's vCPUs are stopped (vmlet unpause resumes them)");
   JsonArray *changes = pending_changes(vm);
   gboolean awaiting = json_array_get_length(changes) > 0;
   add_condition(conds, "AwaitingRestartToApplyConfiguration", awaiting,
@@ -1201,6 +1351,7 @@ JsonNode *vmlet_vm_to_json(VmletVm *vm)
     g_autofree char *where = vmlet_cgroups_describe(vm->env->cgroups, vm->rec->cgroup);
     json_object_set_string_member(st, "cgroup", where);
   }
+  json_object_set_array_member(st, "blockDeviceRefs", block_device_refs(vm));
   json_object_set_object_member(root, "status", st);
   JsonNode *node = json_node_new(JSON_NODE_OBJECT);
   json_node_take_object(node, root);

@@ -10,6 +10,7 @@
 #include <glib-object.h>
 #include <json-glib/json-glib.h>
 
+#include "attachctl.h"
 #include "node.h"
 #include "objects.h"
 #include "vmrecord.h"
@@ -52,6 +53,8 @@ VmletVm *vmlet_vm_new(const char *namespace, const char *name, VmletVmEnv *env);
 const char *vmlet_vm_get_namespace(VmletVm *vm);
 const char *vmlet_vm_get_name(VmletVm *vm);
 VmPhase vmlet_vm_get_phase(VmletVm *vm);
+/* The desired spec, or NULL while the drop-in is unusable. */
+VmSpec *vmlet_vm_get_spec(VmletVm *vm);
 /* The drop-in file the VM comes from (NULL for a VM known only from its record). */
 const char *vmlet_vm_get_source(VmletVm *vm);
 const char *vm_phase_name(VmPhase phase);
@@ -70,6 +73,17 @@ void vmlet_vm_reconcile(VmletVm *vm);
 /* Records an operation (VirtualMachineOperation) and starts acting on it. Returns its
  * uid, or NULL with an error saying why the run policy or state refuses it. */
 char *vmlet_vm_operate(VmletVm *vm, VmOpType type, gboolean force, GError **error);
+
+/* The VirtualMachineBlockDeviceAttachments naming this VM (VmletAttachment *, sorted) and
+ * the problems found with them across VMs (name -> VmbdaProblem *, may be NULL); retry:
+ * try again the ones QEMU refused (drop-ins changed). */
+void vmlet_vm_set_attachments(VmletVm *vm, GPtrArray *attachments, GHashTable *conflicts,
+                              gboolean retry);
+VmletAttachCtl *vmlet_vm_get_attachments(VmletVm *vm);
+
+/* QMP stop / cont of a Running VM (KubeVirt's pause and unpause); the Paused condition
+ * follows QEMU's STOP and RESUME events. */
+gboolean vmlet_vm_pause(VmletVm *vm, gboolean pause, GError **error);
 
 /* The drop-in was removed: Terminating, stop QEMU (gracefully), delete the record, "gone". */
 void vmlet_vm_delete(VmletVm *vm);

@@ -11,6 +11,7 @@
 #include "jsonval.h"
 #include "meta.h"
 #include "vmlet-error.h"
+#include "vmspec.h"
 
 #define RECORD_MAX_BYTES (256 * 1024)
 #define MAX_TRANSITIONS 32
@@ -41,6 +42,8 @@ void vmlet_vm_record_free(VmletVmRecord *r)
     json_node_unref(r->started_spec);
   if (r->transitions)
     json_node_unref(r->transitions);
+  if (r->hotplugged)
+    json_node_unref(r->hotplugged);
   g_free(r);
 }
 
@@ -104,6 +107,10 @@ gboolean vmlet_vm_record_save(const VmletVmRecord *r, const char *state_dir, GEr
     json_builder_set_member_name(b, "provisioningDigest");
     json_builder_add_string_value(b, r->provisioning_digest);
   }
+  if (r->hotplugged) {
+    json_builder_set_member_name(b, "hotplugged");
+    json_builder_add_value(b, json_node_copy(r->hotplugged));
+  }
   json_builder_set_member_name(b, "stoppedManually");
   json_builder_add_boolean_value(b, r->stopped_manually);
   json_builder_set_member_name(b, "restarts");
@@ -151,8 +158,10 @@ VmletVmRecord *vmlet_vm_record_load(const char *path, GError **error)
   jv_get_int(d, o, "", "launchUs", JV_OPTIONAL, 0, G_MAXINT64, &launch);
   JsonObject *spec = NULL;
   jv_get_object(d, o, "", "startedSpec", JV_OPTIONAL, &spec);
-  JsonArray *tr = NULL;
+  JsonArray *tr = NULL, *hot = NULL;
   jv_get_array(d, o, "", "phasesTransitions", JV_OPTIONAL, MAX_TRANSITIONS, &tr);
+  /* Its entries are checked by attachctl.c, which reads them. */
+  jv_get_array(d, o, "", "hotplugged", JV_OPTIONAL, VM_MAX_BLOCK_DEVICES, &hot);
   if (!vmlet_diag_check(d, error))
     return NULL;
   g_autoptr(VmletVmRecord) r = vmlet_vm_record_new(ns, name);
@@ -171,6 +180,8 @@ VmletVmRecord *vmlet_vm_record_load(const char *path, GError **error)
   r->launch_us = launch;
   if (spec)
     r->started_spec = json_node_copy(json_object_get_member(o, "startedSpec"));
+  if (hot)
+    r->hotplugged = json_node_copy(json_object_get_member(o, "hotplugged"));
   if (tr) {
     json_node_unref(r->transitions);
     r->transitions = json_node_copy(json_object_get_member(o, "phasesTransitions"));

@@ -23,6 +23,7 @@ typedef struct {
   gint64 launch_us;       /* launchTimeDuration of the last start, 0 when unknown */
   char *provisioning_digest; /* sha256 of the Secret payload the seed was built from */
   char *cgroup;           /* where QEMU was placed (cgroup.h location); NULL when none */
+  JsonNode *hotplugged;   /* attachments' devices in the running QEMU (attachctl.c); NULL: none */
 } VmletVmRecord;
 
 VmletVmRecord *vmlet_vm_record_new(const char *namespace, const char *name);

@@ -197,11 +197,16 @@ static void usage(FILE *f)
 {
   fprintf(f, "Usage: vmlet COMMAND [OPTIONS]\n\n"
              "Commands:\n"
-             "  get [NAME] [-o wide|json|jsonpath={...}] [-w]  list VMs (the seed's columns)\n"
+             "  get [vm|vmbda] [NAME] [-o wide|json|jsonpath={...}] [-w]  list VMs or attachments\n"
              "  describe NAME              spec, status, conditions, operations\n"
              "  start|stop|restart NAME    create a VirtualMachineOperation (--force)\n"
              "  apply -f FILE              create or update a VM through vmletd\n"
-             "  delete NAME                delete a VM created through vmletd\n"
+             "  delete [vm|vmbda] NAME     delete a VM created through vmletd, or an attachment\n"
+             "  attach VM --disk|--image|--cluster-image NAME [--name N] [--wait]\n"
+             "                             hot-plug a disk or image (a vmbda)\n"
+             "  detach VM --disk|--image|--cluster-image NAME | detach --name N [--wait]\n"
+             "                             unplug it (delete the vmbda)\n"
+             "  pause|unpause NAME         stop / resume the VM's vCPUs\n"
              "  patch NAME --type merge -p JSON  change a VM (kubectl patch --type merge)\n"
              "  edit NAME                  change a VM in $EDITOR (validated before saving)\n"
              "  render FILE                print the QEMU command line for a VirtualMachine\n"
@@ -239,6 +244,12 @@ int vmlet_cli_main(int argc, char **argv)
     return vmlet_cmd_patch(argc - 1, argv + 1);
   if (g_str_equal(cmd, "edit"))
     return vmlet_cmd_edit(argc - 1, argv + 1);
+  if (g_str_equal(cmd, "attach"))
+    return vmlet_cmd_attach(argc - 1, argv + 1);
+  if (g_str_equal(cmd, "detach"))
+    return vmlet_cmd_detach(argc - 1, argv + 1);
+  if (g_str_equal(cmd, "pause") || g_str_equal(cmd, "unpause"))
+    return vmlet_cmd_pause(g_str_equal(cmd, "pause"), argc - 1, argv + 1);
   if (g_str_equal(cmd, "version") || g_str_equal(cmd, "--version")) {
     printf("vmlet %s\n", VMLET_VERSION);
     return 0;

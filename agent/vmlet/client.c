@@ -73,11 +73,17 @@ JsonNode *vmlet_client_request(VmletClient *c, const char *method, const char *p
 gboolean vmlet_client_watch(VmletClient *c, const char *path, VmletWatchFunc func,
                             gpointer user_data, GError **error)
 {
+  /* No timeout: a watch is idle for as long as nothing changes. */
+  return vmlet_client_watch_timeout(c, path, 0, func, user_data, error);
+}
+
+gboolean vmlet_client_watch_timeout(VmletClient *c, const char *path, guint idle_timeout_s,
+                                    VmletWatchFunc func, gpointer user_data, GError **error)
+{
   g_autofree char *uri = g_strconcat("http://localhost", path, NULL);
   g_autoptr(SoupMessage) msg = soup_message_new("GET", uri);
   g_autoptr(GError) local = NULL;
-  /* No timeout: a watch is idle for as long as nothing changes. */
-  g_object_set(c->session, "timeout", 0, NULL);
+  g_object_set(c->session, "timeout", idle_timeout_s, NULL);
   g_autoptr(GInputStream) in = soup_session_send(c->session, msg, NULL, &local);
   if (!in) {
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO,
@@ -94,8 +100,12 @@ gboolean vmlet_client_watch(VmletClient *c, const char *path, VmletWatchFunc fun
   for (;;) {
     gsize len = 0;
     g_autofree char *line = g_data_input_stream_read_line(lines, &len, NULL, &local);
+    if (!line && local) {
+      g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s", local->message);
+      return FALSE;
+    }
     if (!line)
-      return local == NULL; /* EOF: vmletd went away or ended the stream */
+      return TRUE; /* EOF: vmletd went away or ended the stream */
     if (len > MAX_REPLY_BYTES)
       continue;
     g_autoptr(JsonParser) parser = json_parser_new_immutable();

@@ -20,3 +20,7 @@ JsonNode *vmlet_client_request(VmletClient *client, const char *method, const ch
 typedef gboolean (*VmletWatchFunc)(JsonObject *event, gpointer user_data);
 gboolean vmlet_client_watch(VmletClient *client, const char *path, VmletWatchFunc func,
                             gpointer user_data, GError **error);
+/* The same, giving up with an error when nothing arrives for idle_timeout_s seconds (0:
+ * never). */
+gboolean vmlet_client_watch_timeout(VmletClient *client, const char *path, guint idle_timeout_s,
+                                    VmletWatchFunc func, gpointer user_data, GError **error);

@@ -8,6 +8,7 @@
 
 #include <glib/gstdio.h>
 
+#include "attachment.h"
 #include "client.h"
 #include "fileio.h"
 #include "node.h"
@@ -146,7 +147,8 @@ static const char *str_at(JsonObject *o, const char *a, const char *b)
 typedef struct {
   VmletTableMode mode;
   gboolean header_done;
-  const char *only; /* a VM name, or NULL */
+  const char *only; /* an object name, or NULL */
+  gboolean vmbda;   /* attachments, else VMs */
 } WatchPrint;
 
 /* kubectl get -w: the header once, then one row per event. */
@@ -163,7 +165,8 @@ static gboolean print_event(JsonObject *event, gpointer data)
   g_autoptr(JsonArray) one = json_array_new();
   json_array_add_element(one, json_node_copy(obj));
   g_autoptr(GDateTime) now = g_date_time_new_now_utc();
-  g_autofree char *table = vmlet_table_format_vms(one, now, wp->mode, NULL);
+  g_autofree char *table = wp->vmbda ? vmlet_table_format_vmbdas(one, now, NULL)
+                                     : vmlet_table_format_vms(one, now, wp->mode, NULL);
   if (!table)
     return TRUE;
   const char *row = strchr(table, '\n');
@@ -230,10 +233,24 @@ int vmlet_cmd_get(int argc, char **argv)
        NULL},
       {NULL},
   };
-  g_autoptr(GOptionContext) ctx = g_option_context_new("[NAME] - list VMs like `d8 k get vm`");
+  g_autoptr(GOptionContext) ctx =
+      g_option_context_new("[vm|vmbda] [NAME] - list VMs or attachments like `d8 k get`");
   add_remote_entries(ctx, &o, extra);
-  if (!parse(ctx, "get", &argc, &argv, 0, 1))
+  if (!parse(ctx, "get", &argc, &argv, 0, 2))
     return EXIT_USAGE;
+  /* kubectl's form: an optional resource type first (a bare NAME is a VM, as before). */
+  static const char *const vm_words[] = {"vm", "vms", "virtualmachine", "virtualmachines", NULL};
+  static const char *const vmbda_words[] = {"vmbda", "vmbdas", "virtualmachineblockdeviceattachment",
+                                            "virtualmachineblockdeviceattachments", NULL};
+  gboolean vmbda = argc > 1 && g_strv_contains(vmbda_words, argv[1]);
+  if (argc > 1 && (vmbda || g_strv_contains(vm_words, argv[1]))) {
+    argc--;
+    argv++;
+  }
+  if (argc > 2) {
+    fprintf(stderr, "vmlet get: expected at most one name\n");
+    return EXIT_USAGE;
+  }
   if (output && !g_str_equal(output, "wide") && !g_str_equal(output, "json") &&
       !g_str_has_prefix(output, "jsonpath=")) {
     fprintf(stderr, "vmlet get: -o: expected wide, json or jsonpath={...}, found \"%s\"\n",
@@ -244,25 +261,26 @@ int vmlet_cmd_get(int argc, char **argv)
   g_autoptr(VmletClient) c = open_client("get", &o);
   if (!c)
     return 1;
+  const char *resource = vmbda ? "virtualmachineblockdeviceattachments" : "virtualmachines";
   if (watch) {
     if (output && g_str_equal(output, "json")) {
       fprintf(stderr, "vmlet get: -w prints tables; use the API for a JSON stream\n");
       return EXIT_USAGE;
     }
     WatchPrint wp = {.mode = output ? VMLET_TABLE_WIDE : VMLET_TABLE_NORMAL,
-                     .only = argc > 1 ? argv[1] : NULL};
-    g_autofree char *wpath = g_strdup_printf(API "/namespaces/%s/virtualmachines?watch=true",
-                                             o.namespace);
+                     .only = argc > 1 ? argv[1] : NULL, .vmbda = vmbda};
+    g_autofree char *wpath = g_strdup_printf(API "/namespaces/%s/%s?watch=true", o.namespace,
+                                             resource);
     if (!vmlet_client_watch(c, wpath, print_event, &wp, &error)) {
       fprintf(stderr, "vmlet get: %s\n", error->message);
       return 1;
     }
     return 0;
   }
-  g_autofree char *path = argc > 1 ? g_strdup_printf(API "/namespaces/%s/virtualmachines/%s",
-                                                     o.namespace, argv[1])
-                                   : g_strdup_printf(API "/namespaces/%s/virtualmachines",
-                                                     o.namespace);
+  g_autofree char *path = argc > 1 ? g_strdup_printf(API "/namespaces/%s/%s/%s", o.namespace,
+                                                     resource, argv[1])
+                                   : g_strdup_printf(API "/namespaces/%s/%s", o.namespace,
+                                                     resource);
   g_autoptr(JsonNode) reply = NULL;
   int rc = call("get", c, "GET", path, NULL, 200, &reply);
   if (rc)
@@ -295,8 +313,10 @@ int vmlet_cmd_get(int argc, char **argv)
     items = json_node_get_array(in);
   }
   g_autoptr(GDateTime) now = g_date_time_new_now_utc();
-  g_autofree char *table = vmlet_table_format_vms(
-      items, now, output ? VMLET_TABLE_WIDE : VMLET_TABLE_NORMAL, &error);
+  g_autofree char *table =
+      vmbda ? vmlet_table_format_vmbdas(items, now, &error)
+            : vmlet_table_format_vms(items, now, output ? VMLET_TABLE_WIDE : VMLET_TABLE_NORMAL,
+                                     &error);
   if (!table) {
     fprintf(stderr, "vmlet get: %s\n", error->message);
     return 1;
@@ -461,8 +481,29 @@ int vmlet_cmd_apply(int argc, char **argv)
   int rc = 0;
   for (guint i = 0; i < objs->len; i++) {
     VmletObject *obj = objs->pdata[i];
+    if (obj->kind == VMLET_KIND_VMBDA) {
+      const VmletAttachment *att = obj->attachment;
+      g_autofree char *text = json_to_string(items ? json_array_get_element(items, i) : root, TRUE);
+      g_autofree char *path = g_strdup_printf(API "/namespaces/%s/virtualmachineblockdeviceattachments/%s",
+                                              att->meta.namespace, att->meta.name);
+      guint status = 0;
+      g_autoptr(GError) err = NULL;
+      g_autoptr(JsonNode) reply = vmlet_client_request(c, "PUT", path, text, strlen(text), &status,
+                                                       &err);
+      if (!reply) {
+        fprintf(stderr, "vmlet apply: %s\n", err->message);
+        rc = 1;
+      } else if (status != 200 && status != 201) {
+        rc = report("apply", reply, status);
+      } else {
+        printf("virtualmachineblockdeviceattachment.virtualization.deckhouse.io/%s %s\n",
+               att->meta.name, status == 201 ? "created" : "unchanged");
+      }
+      continue;
+    }
     if (obj->kind != VMLET_KIND_VIRTUAL_MACHINE) {
-      fprintf(stderr, "vmlet apply: %s: only VirtualMachine objects go through the API yet; "
+      fprintf(stderr, "vmlet apply: %s: only VirtualMachine and "
+                      "VirtualMachineBlockDeviceAttachment objects go through the API yet; "
                       "put other kinds in the node's drop-in directories\n", file);
       rc = 1;
       continue;
@@ -482,13 +523,32 @@ int vmlet_cmd_apply(int argc, char **argv)
 int vmlet_cmd_delete(int argc, char **argv)
 {
   g_auto(RemoteOptions) o = {0};
-  g_autoptr(GOptionContext) ctx = g_option_context_new("NAME - delete a VM (stops it)");
+  g_autoptr(GOptionContext) ctx =
+      g_option_context_new("[vm|vmbda] NAME - delete a VM (stops it) or an attachment (detaches)");
   add_remote_entries(ctx, &o, NULL);
-  if (!parse(ctx, "delete", &argc, &argv, 1, 1))
+  if (!parse(ctx, "delete", &argc, &argv, 1, 2))
     return EXIT_USAGE;
   g_autoptr(VmletClient) c = open_client("delete", &o);
   if (!c)
     return 1;
+  if (argc == 3 && (g_str_equal(argv[1], "vmbda") || g_str_equal(argv[1], "vmbdas") ||
+                    g_str_equal(argv[1], "virtualmachineblockdeviceattachment"))) {
+    g_autofree char *apath = g_strdup_printf(
+        API "/namespaces/%s/virtualmachineblockdeviceattachments/%s", o.namespace, argv[2]);
+    int arc = call("delete", c, "DELETE", apath, NULL, 200, NULL);
+    if (arc == 0)
+      printf("virtualmachineblockdeviceattachment.virtualization.deckhouse.io \"%s\" deleted\n",
+             argv[2]);
+    return arc;
+  }
+  if (argc == 3 && (g_str_equal(argv[1], "vm") || g_str_equal(argv[1], "virtualmachine"))) {
+    argc--;
+    argv++;
+  }
+  if (argc != 2) {
+    fprintf(stderr, "vmlet delete: expected vm NAME, vmbda NAME or NAME\n");
+    return EXIT_USAGE;
+  }
   g_autofree char *path = g_strdup_printf(API "/namespaces/%s/virtualmachines/%s", o.namespace,
                                           argv[1]);
   int rc = call("delete", c, "DELETE", path, NULL, 200, NULL);
@@ -598,4 +658,283 @@ int vmlet_cmd_edit(int argc, char **argv)
   }
   printf("virtualmachine.virtualization.deckhouse.io/%s edited\n", argv[1]);
   return 0;
+}
+
+/* ---- attach / detach / pause ---- */
+
+typedef struct {
+  const char *name;
+  gboolean gone_is_done; /* detach: the object disappearing is success */
+  gint64 deadline_us;
+  int rc;
+  char *why;
+} WaitFor;
+
+static const char *attached_message(JsonObject *obj)
+{
+  JsonObject *st = json_object_has_member(obj, "status") ? json_object_get_object_member(obj, "status")
+                                                         : NULL;
+  JsonArray *conds = st && json_object_has_member(st, "conditions")
+                         ? json_object_get_array_member(st, "conditions")
+                         : NULL;
+  for (guint i = 0; conds && i < json_array_get_length(conds); i++) {
+    JsonObject *c = json_array_get_object_element(conds, i);
+    if (g_strcmp0(str_at(c, "type", NULL), "Attached") == 0)
+      return str_at(c, "message", NULL);
+  }
+  return NULL;
+}
+
+/* kubectl wait --for: Attached, or Failed with its reason. */
+static gboolean wait_event(JsonObject *event, gpointer data)
+{
+  WaitFor *w = data;
+  if (g_get_monotonic_time() > w->deadline_us) {
+    w->why = g_strdup("timed out");
+    return FALSE;
+  }
+  JsonNode *n = json_object_get_member(event, "object");
+  if (!n || !JSON_NODE_HOLDS_OBJECT(n))
+    return TRUE;
+  JsonObject *obj = json_node_get_object(n);
+  if (g_strcmp0(str_at(obj, "metadata", "name"), w->name) != 0)
+    return TRUE;
+  const char *type = json_object_get_string_member_with_default(event, "type", "");
+  const char *phase = str_at(obj, "status", "phase");
+  if (g_str_equal(type, "DELETED")) {
+    w->rc = w->gone_is_done ? 0 : 1;
+    if (!w->gone_is_done)
+      w->why = g_strdup("the attachment was deleted");
+    return FALSE;
+  }
+  if (!w->gone_is_done && g_strcmp0(phase, "Attached") == 0) {
+    w->rc = 0;
+    return FALSE;
+  }
+  if (!w->gone_is_done && g_strcmp0(phase, "Failed") == 0) {
+    const char *m = attached_message(obj);
+    w->why = g_strdup_printf("Failed: %s", m ? m : "no reason given");
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static int wait_for(const char *cmd, VmletClient *c, const char *ns, const char *name,
+                    gboolean gone, guint timeout_s)
+{
+  WaitFor w = {.name = name, .gone_is_done = gone, .rc = 1,
+               .deadline_us = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC};
+  g_autofree char *path = g_strdup_printf(
+      API "/namespaces/%s/virtualmachineblockdeviceattachments?watch=true", ns);
+  g_autoptr(GError) error = NULL;
+  if (gone) {
+    /* Already gone: the watch would never mention it. */
+    g_autofree char *one = g_strdup_printf(
+        API "/namespaces/%s/virtualmachineblockdeviceattachments/%s", ns, name);
+    guint status = 0;
+    g_autoptr(JsonNode) r = vmlet_client_request(c, "GET", one, NULL, 0, &status, NULL);
+    if (r && status == 404)
+      return 0;
+  }
+  if (!vmlet_client_watch_timeout(c, path, timeout_s, wait_event, &w, &error)) {
+    fprintf(stderr, "vmlet %s: %s: %s\n", cmd, name,
+            g_error_matches(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) ? "timed out"
+                                                                    : error->message);
+    return 1;
+  }
+  if (w.rc != 0)
+    fprintf(stderr, "vmlet %s: %s: %s\n", cmd, name, w.why ? w.why : "the watch ended");
+  g_free(w.why);
+  return w.rc;
+}
+
+typedef struct {
+  char *disk, *image, *cluster_image, *name;
+  gboolean wait;
+  gint timeout;
+} AttachOptions;
+
+static void attach_options_clear(AttachOptions *a)
+{
+  g_free(a->disk);
+  g_free(a->image);
+  g_free(a->cluster_image);
+  g_free(a->name);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(AttachOptions, attach_options_clear)
+
+static GOptionEntry *attach_entries(AttachOptions *a, gboolean detach)
+{
+  static GOptionEntry entries[7];
+  GOptionEntry e[] = {
+      {"disk", 0, 0, G_OPTION_ARG_STRING, &a->disk, "a VirtualDisk (read-write)", "NAME"},
+      {"image", 0, 0, G_OPTION_ARG_STRING, &a->image, "a VirtualImage (read-only; ISO: CD-ROM)",
+       "NAME"},
+      {"cluster-image", 0, 0, G_OPTION_ARG_STRING, &a->cluster_image,
+       "a ClusterVirtualImage (read-only; ISO: CD-ROM)", "NAME"},
+      {"name", 0, 0, G_OPTION_ARG_STRING, &a->name,
+       detach ? "the attachment's name (instead of VM and device)"
+              : "the attachment's name (default VM-NAME)",
+       "N"},
+      {"wait", 0, 0, G_OPTION_ARG_NONE, &a->wait,
+       detach ? "wait until the device is gone" : "wait until Attached (exit 1 if Failed)", NULL},
+      {"timeout", 0, 0, G_OPTION_ARG_INT, &a->timeout, "seconds --wait waits (default 60)", "S"},
+      {NULL},
+  };
+  memcpy(entries, e, sizeof(e));
+  return entries;
+}
+
+/* The device named by --disk / --image / --cluster-image; exactly one. */
+static gboolean device_of(const AttachOptions *a, const char *cmd, VmBlockKind *kind,
+                          const char **name)
+{
+  int n = (a->disk != NULL) + (a->image != NULL) + (a->cluster_image != NULL);
+  if (n != 1) {
+    fprintf(stderr, "vmlet %s: give exactly one of --disk, --image, --cluster-image\n", cmd);
+    return FALSE;
+  }
+  *kind = a->disk ? VM_BLOCK_VIRTUAL_DISK
+                  : a->image ? VM_BLOCK_VIRTUAL_IMAGE : VM_BLOCK_CLUSTER_VIRTUAL_IMAGE;
+  *name = a->disk ? a->disk : a->image ? a->image : a->cluster_image;
+  return TRUE;
+}
+
+int vmlet_cmd_attach(int argc, char **argv)
+{
+  g_auto(RemoteOptions) o = {0};
+  g_auto(AttachOptions) a = {.timeout = 60};
+  g_autoptr(GOptionContext) ctx = g_option_context_new(
+      "VM --disk NAME|--image NAME|--cluster-image NAME - hot-plug a disk or image (vmbda)");
+  add_remote_entries(ctx, &o, attach_entries(&a, FALSE));
+  if (!parse(ctx, "attach", &argc, &argv, 1, 1))
+    return EXIT_USAGE;
+  VmBlockKind kind;
+  const char *block = NULL;
+  if (!device_of(&a, "attach", &kind, &block) || a.timeout <= 0)
+    return EXIT_USAGE;
+  g_autofree char *name = a.name ? g_strdup(a.name) : g_strdup_printf("%s-%s", argv[1], block);
+  if (!vmlet_is_dns1123_label(name) || !vmlet_is_dns1123_label(block) ||
+      !vmlet_is_dns1123_label(argv[1])) {
+    fprintf(stderr, "vmlet attach: \"%s\" is not a valid name (DNS-1123 label, at most 63 "
+                    "characters)%s\n", name, a.name ? "" : "; give one with --name");
+    return EXIT_USAGE;
+  }
+  g_autoptr(VmletClient) c = open_client("attach", &o);
+  if (!c)
+    return 1;
+  g_autoptr(VmletAttachment) att = vmlet_attachment_new(o.namespace, name, argv[1], kind, block);
+  g_autoptr(JsonNode) manifest = vmlet_attachment_manifest(att);
+  g_autofree char *body = json_to_string(manifest, FALSE);
+  g_autofree char *path = g_strdup_printf(
+      API "/namespaces/%s/virtualmachineblockdeviceattachments/%s", o.namespace, name);
+  g_autoptr(GError) error = NULL;
+  guint status = 0;
+  g_autoptr(JsonNode) reply = vmlet_client_request(c, "PUT", path, body, strlen(body), &status,
+                                                   &error);
+  if (!reply) {
+    fprintf(stderr, "vmlet attach: %s\n", error->message);
+    return 1;
+  }
+  if (status != 200 && status != 201)
+    return report("attach", reply, status);
+  printf("virtualmachineblockdeviceattachment.virtualization.deckhouse.io/%s %s\n", name,
+         status == 201 ? "created" : "unchanged");
+  fflush(stdout);
+  return a.wait ? wait_for("attach", c, o.namespace, name, FALSE, (guint)a.timeout) : 0;
+}
+
+/* The attachment of vm that plugs kind/block, found in the list. */
+static char *find_attachment(VmletClient *c, const char *ns, const char *vm, VmBlockKind kind,
+                             const char *block, int *rc)
+{
+  g_autofree char *path = g_strdup_printf(API "/namespaces/%s/virtualmachineblockdeviceattachments",
+                                          ns);
+  g_autoptr(JsonNode) list = NULL;
+  *rc = call("detach", c, "GET", path, NULL, 200, &list);
+  if (*rc)
+    return NULL;
+  JsonObject *lo = json_node_get_object(list);
+  JsonArray *items = json_object_has_member(lo, "items") ? json_object_get_array_member(lo, "items")
+                                                         : NULL;
+  for (guint i = 0; items && i < json_array_get_length(items); i++) {
+    JsonObject *it = json_array_get_object_element(items, i);
+    JsonObject *spec = json_object_get_object_member(it, "spec");
+    if (g_strcmp0(str_at(spec, "virtualMachineName", NULL), vm) == 0 &&
+        g_strcmp0(str_at(spec, "blockDeviceRef", "kind"), vm_block_kind_name(kind)) == 0 &&
+        g_strcmp0(str_at(spec, "blockDeviceRef", "name"), block) == 0)
+      return g_strdup(str_at(it, "metadata", "name"));
+  }
+  fprintf(stderr, "vmlet detach: no VirtualMachineBlockDeviceAttachment attaches %s \"%s\" to "
+                  "VirtualMachine \"%s\" in namespace \"%s\"\n",
+          vm_block_kind_name(kind), block, vm, ns);
+  *rc = 1;
+  return NULL;
+}
+
+int vmlet_cmd_detach(int argc, char **argv)
+{
+  g_auto(RemoteOptions) o = {0};
+  g_auto(AttachOptions) a = {.timeout = 60};
+  g_autoptr(GOptionContext) ctx = g_option_context_new(
+      "VM --disk NAME|--image NAME|--cluster-image NAME, or --name N - detach (delete the vmbda)");
+  add_remote_entries(ctx, &o, attach_entries(&a, TRUE));
+  if (!parse(ctx, "detach", &argc, &argv, a.name ? 0 : 0, 1))
+    return EXIT_USAGE;
+  if (a.timeout <= 0)
+    return EXIT_USAGE;
+  g_autoptr(VmletClient) c = open_client("detach", &o);
+  if (!c)
+    return 1;
+  g_autofree char *name = NULL;
+  if (a.name) {
+    if (argc > 1 || a.disk || a.image || a.cluster_image) {
+      fprintf(stderr, "vmlet detach: --name N names the attachment; give no VM or device\n");
+      return EXIT_USAGE;
+    }
+    name = g_strdup(a.name);
+  } else {
+    VmBlockKind kind;
+    const char *block = NULL;
+    if (argc != 2) {
+      fprintf(stderr, "vmlet detach: expected a VM name (or --name N)\n");
+      return EXIT_USAGE;
+    }
+    if (!device_of(&a, "detach", &kind, &block))
+      return EXIT_USAGE;
+    int rc = 0;
+    name = find_attachment(c, o.namespace, argv[1], kind, block, &rc);
+    if (!name)
+      return rc;
+  }
+  g_autofree char *path = g_strdup_printf(
+      API "/namespaces/%s/virtualmachineblockdeviceattachments/%s", o.namespace, name);
+  int rc = call("detach", c, "DELETE", path, NULL, 200, NULL);
+  if (rc)
+    return rc;
+  printf("virtualmachineblockdeviceattachment.virtualization.deckhouse.io \"%s\" deleted\n", name);
+  fflush(stdout);
+  return a.wait ? wait_for("detach", c, o.namespace, name, TRUE, (guint)a.timeout) : 0;
+}
+
+int vmlet_cmd_pause(gboolean pause, int argc, char **argv)
+{
+  const char *cmd = pause ? "pause" : "unpause";
+  g_auto(RemoteOptions) o = {0};
+  g_autoptr(GOptionContext) ctx =
+      g_option_context_new(pause ? "NAME - stop the VM's vCPUs (QMP stop)"
+                                 : "NAME - resume a paused VM (QMP cont)");
+  add_remote_entries(ctx, &o, NULL);
+  if (!parse(ctx, cmd, &argc, &argv, 1, 1))
+    return EXIT_USAGE;
+  g_autoptr(VmletClient) c = open_client(cmd, &o);
+  if (!c)
+    return 1;
+  g_autofree char *path = g_strdup_printf(API "/namespaces/%s/virtualmachines/%s/%s",
+                                          o.namespace, argv[1], cmd);
+  int rc = call(cmd, c, "PUT", path, "", 202, NULL);
+  if (rc == 0)
+    printf("virtualmachine.virtualization.deckhouse.io/%s %s\n", argv[1],
+           pause ? "paused" : "unpaused");
+  return rc;
 }

@@ -288,17 +288,61 @@ static char *sanitize_cell(const char *raw, guint *out_width)
   return g_string_free(g_steal_pointer(&out), FALSE);
 }
 
+/* Go's tabwriter over raw cells (row-major, the header first): each cell made safe, a
+ * column as wide as its widest cell plus the padding, at least the minimum width; the text
+ * after the last tab is not padded. */
+static char *layout(GPtrArray *raw, guint n_lines, guint n_cols)
+{
+  g_autoptr(GPtrArray) cells = g_ptr_array_new_full(n_lines * n_cols, g_free);
+  g_autofree guint *cell_width = g_new0(guint, n_lines * n_cols);
+  g_autofree guint *col_width = g_new0(guint, n_cols);
+  for (guint idx = 0; idx < n_lines * n_cols; idx++) {
+    guint w = 0;
+    g_ptr_array_add(cells, sanitize_cell(raw->pdata[idx], &w));
+    cell_width[idx] = w;
+    col_width[idx % n_cols] = MAX(col_width[idx % n_cols], w);
+  }
+  g_autoptr(GString) out = g_string_new(NULL);
+  for (guint line = 0; line < n_lines; line++) {
+    for (guint i = 0; i < n_cols; i++) {
+      guint idx = line * n_cols + i;
+      g_string_append(out, cells->pdata[idx]);
+      if (i + 1 < n_cols) {
+        guint width = MAX(TAB_MIN_WIDTH, col_width[i] + TAB_PADDING);
+        for (guint pad = cell_width[idx]; pad < width; pad++)
+          g_string_append_c(out, ' ');
+      }
+    }
+    g_string_append_c(out, '\n');
+  }
+  return g_string_free(g_steal_pointer(&out), FALSE);
+}
+
+/* Checks the list and returns its objects, or NULL with the error. */
+static gboolean check_rows(JsonArray *items, const char *what, GError **error)
+{
+  guint n_rows = json_array_get_length(items);
+  if (n_rows > VMLET_TABLE_MAX_ROWS) {
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_TOO_LARGE, "%u %s: a table holds at most %d",
+                n_rows, what, VMLET_TABLE_MAX_ROWS);
+    return FALSE;
+  }
+  for (guint i = 0; i < n_rows; i++)
+    if (!JSON_NODE_HOLDS_OBJECT(json_array_get_element(items, i))) {
+      g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID, "%s %u: expected an object",
+                  g_str_equal(what, "virtual machines") ? "virtual machine" : "attachment", i);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 char *vmlet_table_format_vms(JsonArray *vms, GDateTime *now, VmletTableMode mode,
                              GError **error)
 {
   g_return_val_if_fail(vms != NULL && now != NULL, NULL);
-
-  guint n_rows = json_array_get_length(vms);
-  if (n_rows > VMLET_TABLE_MAX_ROWS) {
-    g_set_error(error, VMLET_ERROR, VMLET_ERROR_TOO_LARGE,
-                "%u virtual machines: a table holds at most %d", n_rows, VMLET_TABLE_MAX_ROWS);
+  if (!check_rows(vms, "virtual machines", error))
     return NULL;
-  }
+  guint n_rows = json_array_get_length(vms);
   if (n_rows == 0)
     return g_strdup("");
 
@@ -319,46 +363,35 @@ char *vmlet_table_format_vms(JsonArray *vms, GDateTime *now, VmletTableMode mode
       shown[n_shown++] = (Column)c;
 
   /* Row 0 is the header. */
-  guint n_lines = n_rows + 1;
-  g_autoptr(GPtrArray) cells = g_ptr_array_new_full(n_lines * n_shown, g_free);
-  g_autofree guint *cell_width = g_new0(guint, n_lines * n_shown);
-  guint col_width[N_COLUMNS] = {0};
-
-  for (guint line = 0; line < n_lines; line++) {
-    JsonObject *vm = NULL;
-    if (line > 0) {
-      JsonNode *n = json_array_get_element(vms, line - 1);
-      if (!JSON_NODE_HOLDS_OBJECT(n)) {
-        g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID,
-                    "virtual machine %u: expected an object", line - 1);
-        return NULL;
-      }
-      vm = json_node_get_object(n);
-    }
-    for (guint i = 0; i < n_shown; i++) {
-      g_autofree char *raw =
-          line == 0 ? g_strdup(columns[shown[i]].header) : cell_value(vm, shown[i], now);
-      guint w = 0;
-      g_ptr_array_add(cells, sanitize_cell(raw, &w));
-      cell_width[line * n_shown + i] = w;
-      col_width[i] = MAX(col_width[i], w);
-    }
+  g_autoptr(GPtrArray) raw = g_ptr_array_new_with_free_func(g_free);
+  for (guint line = 0; line <= n_rows; line++) {
+    JsonObject *vm = line ? json_array_get_object_element(vms, line - 1) : NULL;
+    for (guint i = 0; i < n_shown; i++)
+      g_ptr_array_add(raw, line == 0 ? g_strdup(columns[shown[i]].header)
+                                     : cell_value(vm, shown[i], now));
   }
+  return layout(raw, n_rows + 1, n_shown);
+}
 
-  /* Go's tabwriter: a column is its widest cell plus the padding, at least the minimum
-   * width; the text after the last tab (AGE) is not padded. */
-  g_autoptr(GString) out = g_string_new(NULL);
-  for (guint line = 0; line < n_lines; line++) {
-    for (guint i = 0; i < n_shown; i++) {
-      guint idx = line * n_shown + i;
-      g_string_append(out, cells->pdata[idx]);
-      if (i + 1 < n_shown) {
-        guint width = MAX(TAB_MIN_WIDTH, col_width[i] + TAB_PADDING);
-        for (guint pad = cell_width[idx]; pad < width; pad++)
-          g_string_append_c(out, ' ');
-      }
-    }
-    g_string_append_c(out, '\n');
+char *vmlet_table_format_vmbdas(JsonArray *items, GDateTime *now, GError **error)
+{
+  g_return_val_if_fail(items != NULL && now != NULL, NULL);
+  if (!check_rows(items, "attachments", error))
+    return NULL;
+  guint n_rows = json_array_get_length(items);
+  if (n_rows == 0)
+    return g_strdup("");
+  static const char *const headers[] = {"NAME", "PHASE", "VIRTUAL MACHINE NAME", "AGE"};
+  g_autoptr(GPtrArray) raw = g_ptr_array_new_with_free_func(g_free);
+  for (guint i = 0; i < G_N_ELEMENTS(headers); i++)
+    g_ptr_array_add(raw, g_strdup(headers[i]));
+  for (guint line = 0; line < n_rows; line++) {
+    JsonObject *o = json_array_get_object_element(items, line);
+    JsonObject *md = member_object(o, "metadata"), *st = member_object(o, "status");
+    g_ptr_array_add(raw, scalar_text(member(md, "name")));
+    g_ptr_array_add(raw, scalar_text(member(st, "phase")));
+    g_ptr_array_add(raw, scalar_text(member(st, "virtualMachineName")));
+    g_ptr_array_add(raw, age_text(member_string(md, "creationTimestamp"), now));
   }
-  return g_string_free(g_steal_pointer(&out), FALSE);
+  return layout(raw, n_rows + 1, G_N_ELEMENTS(headers));
 }

@@ -51,3 +51,10 @@ char *vmlet_human_duration(GTimeSpan d);
  * VMLET_TABLE_MAX_ROWS elements VMLET_ERROR_TOO_LARGE. */
 char *vmlet_table_format_vms(JsonArray *vms, GDateTime *now, VmletTableMode mode,
                              GError **error);
+
+/* `vmlet get vmbda`: the CRD's printer columns of VirtualMachineBlockDeviceAttachment
+ * (api/core/v1alpha2/virtual_machine_block_device_attachment.go), as the guide prints them:
+ * NAME PHASE "VIRTUAL MACHINE NAME" AGE (metadata.name, status.phase,
+ * status.virtualMachineName, metadata.creationTimestamp), with the same cell rules and
+ * layout as the VM table. */
+char *vmlet_table_format_vmbdas(JsonArray *items, GDateTime *now, GError **error);

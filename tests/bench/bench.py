@@ -8,9 +8,11 @@
 3. The cloud-init seed ISO for the seed's user-data: built in process (libisofs, written
    atomically with fsync) vs `xorrisofs -volid cidata -joliet -rock` per VM start, which
    is what KubeVirt runs (bench-iso).
+4. Hotplug: `vmlet attach --wait` (and the same through the API) -> Attached vs the raw
+   QMP blockdev-add + device_add on the same running VM (bench_hotplug.py).
 
 Writes a JSON file (default build/bench-results.json) and prints a short table.
-Usage: tests/bench/bench.py [--runs N] [--out FILE]
+Usage: tests/bench/bench.py [--runs N] [--out FILE] [--only greeting,render,iso,hotplug]
 """
 import argparse
 import json
@@ -29,6 +31,8 @@ BUILD = pathlib.Path(os.environ.get("VMLET_BUILD_DIR", SOURCE / "build"))
 GOLDEN = SOURCE / "tests" / "golden"
 sys.path.insert(0, str(SOURCE / "tests" / "integration"))
 from vmrun import Node, socket_path  # noqa: E402
+sys.path.insert(0, str(SOURCE / "tests" / "bench"))
+from bench_hotplug import bench_hotplug  # noqa: E402
 
 
 def time_to_greeting(argv, qmp_path):
@@ -130,30 +134,52 @@ def main():
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--specs", type=int, default=1000)
     ap.add_argument("--out", default=str(BUILD / "bench-results.json"))
+    ap.add_argument("--only", default="greeting,render,iso,hotplug",
+                    help="comma-separated benchmarks to run")
     args = ap.parse_args()
+    only = set(args.only.split(","))
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="vb", dir="/tmp"))
+    results = {"host": {"nproc": os.cpu_count(), "kvm": os.path.exists("/dev/kvm")}}
     try:
-        results = {"greeting": bench_greeting(args.runs, scratch),
-                   "render": bench_render(args.specs),
-                   "iso": bench_iso(200),
-                   "host": {"nproc": os.cpu_count(), "kvm": os.path.exists("/dev/kvm")}}
+        if "greeting" in only:
+            results["greeting"] = bench_greeting(args.runs, scratch)
+        if "render" in only:
+            results["render"] = bench_render(args.specs)
+        if "iso" in only:
+            results["iso"] = bench_iso(200)
+        if "hotplug" in only:
+            results["hotplug"] = bench_hotplug(args.runs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     pathlib.Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    g, r = results["greeting"], results["render"]
     print(f"{'benchmark':44} {'baseline':>12} {'vmlet':>12} {'ratio':>7}")
-    print(f"{'exec -> QMP greeting, median of ' + str(g['runs']) + ' (ms)':44} "
-          f"{g['bare_qemu_median_ms']:>12} {g['vmlet_line_median_ms']:>12} "
-          f"{g['ratio_vmlet_over_bare']:>7}")
-    print(f"{'render one spec: process vs in-process (us)':44} "
-          f"{r['subprocess_per_spec_us']:>12} {r['in_process_per_spec_us']:>12} "
-          f"{r['ratio_subprocess_over_in_process']:>7}")
-    print(f"{'render ' + str(r['specs']) + ' specs in process, total (ms)':44} "
-          f"{'':>12} {r['in_process_total_ms']:>12}")
-    i = results["iso"]
-    print(f"{'cidata ISO for the seed user-data (us)':44} "
-          f"{i['xorrisofs_median_us']:>12} {i['in_process_median_us']:>12} "
-          f"{i['ratio_xorrisofs_over_in_process']:>7}")
+    if "greeting" in results:
+        g = results["greeting"]
+        print(f"{'exec -> QMP greeting, median of ' + str(g['runs']) + ' (ms)':44} "
+              f"{g['bare_qemu_median_ms']:>12} {g['vmlet_line_median_ms']:>12} "
+              f"{g['ratio_vmlet_over_bare']:>7}")
+    if "render" in results:
+        r = results["render"]
+        print(f"{'render one spec: process vs in-process (us)':44} "
+              f"{r['subprocess_per_spec_us']:>12} {r['in_process_per_spec_us']:>12} "
+              f"{r['ratio_subprocess_over_in_process']:>7}")
+        print(f"{'render ' + str(r['specs']) + ' specs in process, total (ms)':44} "
+              f"{'':>12} {r['in_process_total_ms']:>12}")
+    if "iso" in results:
+        i = results["iso"]
+        print(f"{'cidata ISO for the seed user-data (us)':44} "
+              f"{i['xorrisofs_median_us']:>12} {i['in_process_median_us']:>12} "
+              f"{i['ratio_xorrisofs_over_in_process']:>7}")
+    if "hotplug" in results:
+        h = results["hotplug"]
+        print(f"{'attach -> Attached: raw QMP vs API (ms)':44} "
+              f"{h['raw_qmp_median_ms']:>12} {h['api_median_ms']:>12} "
+              f"{h['ratio_api_over_raw']:>7}")
+        print(f"{'attach -> Attached: raw QMP vs vmlet CLI (ms)':44} "
+              f"{h['raw_qmp_median_ms']:>12} {h['cli_median_ms']:>12} "
+              f"{h['ratio_cli_over_raw']:>7}")
+        print(f"{'  the same QMP with vmlet device properties (ms)':44} "
+              f"{'':>12} {h['raw_qmp_vmlet_props_median_ms']:>12}")
     print(f"results: {args.out}")
 
 

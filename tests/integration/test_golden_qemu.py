@@ -195,6 +195,30 @@ def test_qemu_runs_golden_line(name, scratch, loop_device, qemu_available):
             boot = q.cmd("qom-get", path=f"/machine/peripheral/{dev_id}", property="bootindex")
             assert boot == i + 1, f"{dev_id}: bootindex {boot}, expected {i + 1}"
 
+        # VirtualMachineBlockDeviceAttachments of this VM come back at a start as they were
+        # hot-plugged: present, read-only unless a VirtualDisk, ISO images as scsi-cd, never
+        # in the boot order. One naming a device of blockDeviceRefs is left out.
+        in_refs = {(r["kind"], r["name"]) for r in spec["blockDeviceRefs"]}
+        hot = {}
+        for a in objs:
+            if (a["kind"] != "VirtualMachineBlockDeviceAttachment"
+                    or a["spec"]["virtualMachineName"] != vm["metadata"]["name"]):
+                continue
+            ref = a["spec"]["blockDeviceRef"]
+            if (ref["kind"], ref["name"]) not in in_refs:
+                hot[(ref["kind"], ref["name"])] = known[(ref["kind"], ref["name"])]
+        hot_virtio = 0
+        for (kind, name), obj in hot.items():
+            dev_id = f"{KIND_PREFIX[kind]}-{name}"
+            assert dev_id in blocks, f"{dev_id} not in {sorted(blocks)}"
+            assert blocks[dev_id]["inserted"]["ro"] == (kind != "VirtualDisk"), dev_id
+            dev_type = q.cmd("qom-get", path=f"/machine/peripheral/{dev_id}", property="type")
+            iso = image_format(obj) == "iso"
+            assert dev_type == ("scsi-cd" if iso else "virtio-blk-pci"), dev_id
+            hot_virtio += not iso
+            assert q.cmd("qom-get", path=f"/machine/peripheral/{dev_id}",
+                         property="bootindex") == -1, dev_id
+
         # The provisioning ISO: a read-only CD-ROM outside the boot order.
         prov = spec.get("provisioning", {}).get("type")
         if prov:
@@ -218,7 +242,7 @@ def test_qemu_runs_golden_line(name, scratch, loop_device, qemu_available):
             bus = q.cmd("qom-get", path=f"/machine/peripheral/{p}", property="parent_bus")
             used.add(bus.rstrip("/").split("/")[-1])
         free_ports = len(ports - used)
-        assert free_ports == 16 - len(spec["blockDeviceRefs"])
+        assert free_ports == 16 - len(spec["blockDeviceRefs"]) - hot_virtio
 
         # Console, guest agent and VNC sockets exist for the agent to connect to.
         for sock in ("console.sock", "agent.sock", "vnc.sock"):
