@@ -7,9 +7,8 @@
 
 #include "vmlet-error.h"
 
-/* Reads fd to its end into a NUL-terminated buffer, refusing more than max_bytes. */
-static gboolean read_fd_bounded(int fd, const char *name, gsize max_bytes, char **out_contents,
-                                gsize *out_length, GError **error)
+gboolean vmlet_read_fd_bounded(int fd, const char *name, gsize max_bytes, char **out_contents,
+                               gsize *out_length, GError **error)
 {
   g_autofree char *buf = g_malloc(max_bytes + 2);
   gsize len = 0;
@@ -38,34 +37,46 @@ static gboolean read_fd_bounded(int fd, const char *name, gsize max_bytes, char 
   return TRUE;
 }
 
-gboolean vmlet_read_file_bounded(const char *path, gsize max_bytes, char **out_contents,
-                                 gsize *out_length, GError **error)
+int vmlet_open_regular(const char *path, gsize max_bytes, struct stat *out_stat, GError **error)
 {
   vmlet_autofd fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
     int e = errno;
     g_set_error(error, VMLET_ERROR, e == ENOENT ? VMLET_ERROR_NOT_FOUND : VMLET_ERROR_IO,
                 "%s: cannot open: %s", path, g_strerror(e));
-    return FALSE;
+    return -1;
   }
   struct stat st;
   if (fstat(fd, &st) < 0) {
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: cannot stat: %s", path,
                 g_strerror(errno));
-    return FALSE;
+    return -1;
   }
   if (!S_ISREG(st.st_mode)) {
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID, "%s: expected a regular file", path);
-    return FALSE;
+    return -1;
   }
   if ((guint64)st.st_size > max_bytes) {
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_TOO_LARGE,
                 "%s: file is %" G_GUINT64_FORMAT " bytes, the limit is %" G_GSIZE_FORMAT, path,
                 (guint64)st.st_size, max_bytes);
-    return FALSE;
+    return -1;
   }
+  *out_stat = st;
+  int ret = fd;
+  fd = -1;
+  return ret;
+}
+
+gboolean vmlet_read_file_bounded(const char *path, gsize max_bytes, char **out_contents,
+                                 gsize *out_length, GError **error)
+{
+  struct stat st;
+  vmlet_autofd fd = vmlet_open_regular(path, max_bytes, &st, error);
+  if (fd < 0)
+    return FALSE;
   /* Read up to max_bytes + 1 so a file that grew after fstat is still caught. */
-  return read_fd_bounded(fd, path, max_bytes, out_contents, out_length, error);
+  return vmlet_read_fd_bounded(fd, path, max_bytes, out_contents, out_length, error);
 }
 
 gboolean vmlet_read_file_or_stdin(const char *path, gsize max_bytes, char **out_contents,
@@ -73,7 +84,8 @@ gboolean vmlet_read_file_or_stdin(const char *path, gsize max_bytes, char **out_
 {
   if (!g_str_equal(path, "-"))
     return vmlet_read_file_bounded(path, max_bytes, out_contents, out_length, error);
-  return read_fd_bounded(STDIN_FILENO, "<stdin>", max_bytes, out_contents, out_length, error);
+  return vmlet_read_fd_bounded(STDIN_FILENO, "<stdin>", max_bytes, out_contents, out_length,
+                               error);
 }
 
 static gboolean write_all(int fd, const char *data, gsize len)

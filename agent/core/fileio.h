@@ -2,6 +2,7 @@
 #pragma once
 
 #include <glib.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -23,6 +24,16 @@ static inline void vmlet_fd_close(VmletFd *fd)
  * Refuses non-regular files (FIFOs, devices) so a reader never blocks. */
 gboolean vmlet_read_file_bounded(const char *path, gsize max_bytes, char **out_contents,
                                  gsize *out_length, GError **error);
+
+/* The two halves of vmlet_read_file_bounded, for a caller that must check the file (owner,
+ * mode) before reading it: opens path (O_CLOEXEC), checks through the descriptor that it
+ * is a regular file of at most max_bytes and fills *out_stat from that same descriptor, so
+ * what is checked is what is read. Returns the descriptor, or -1 with error set. */
+int vmlet_open_regular(const char *path, gsize max_bytes, struct stat *out_stat, GError **error);
+/* Reads fd to its end into a NUL-terminated buffer, refusing more than max_bytes; name is
+ * used in errors. */
+gboolean vmlet_read_fd_bounded(int fd, const char *name, gsize max_bytes, char **out_contents,
+                               gsize *out_length, GError **error);
 
 /* As vmlet_read_file_bounded, with "-" meaning standard input (same bound). */
 gboolean vmlet_read_file_or_stdin(const char *path, gsize max_bytes, char **out_contents,

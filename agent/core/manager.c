@@ -197,7 +197,11 @@ static void load_vms(VmletManager *mgr, GHashTable *seen)
     for (guint j = 0; j < objs->len; j++) {
       VmletObject *o = objs->pdata[j];
       if (o->kind != VMLET_KIND_VIRTUAL_MACHINE) {
+        /* A Secret here is checked like one in secrets.d (objects.c): a List readable by
+         * others gets it refused, and the VMs that need it stay Pending saying so. */
         vmlet_inventory_add(mgr->env.inv, o);
+        if (o->kind == VMLET_KIND_SECRET && o->secret->refused)
+          g_ptr_array_add(mgr->problems, g_strdup(o->secret->refused));
         continue;
       }
       g_autofree char *key = key_for(o->vm->meta.namespace, o->vm->meta.name);
