@@ -6,6 +6,7 @@
 
 #include "meta.h"
 #include "objects.h"
+#include "plan.h"
 #include "render.h"
 #include "vmrecord.h"
 
@@ -166,7 +167,38 @@ static char *name_from_file(const char *file)
   return vmlet_is_dns1123_label(base) ? g_strdup(base) : NULL;
 }
 
-static void load_vms(VmletManager *mgr, GHashTable *seen)
+/* A VM read from vms.d in this reload, with the warnings of its part of the drop-in. */
+typedef struct {
+  VmletVm *vm;
+  VmSpec *spec;
+  GPtrArray *warnings; /* char * */
+} LoadedVm;
+
+static void loaded_vm_free(gpointer p)
+{
+  LoadedVm *l = p;
+  g_object_unref(l->vm);
+  vm_spec_unref(l->spec);
+  g_ptr_array_unref(l->warnings);
+  g_free(l);
+}
+
+/* The warnings of a file that are about object j: a List item's own ("FILE: items[j]: ...")
+ * and those about the file as a whole. */
+static GPtrArray *warnings_for_item(GPtrArray *file_warnings, const char *path, guint j)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
+  g_autofree char *list_prefix = g_strdup_printf("%s: items[", path);
+  g_autofree char *own_prefix = g_strdup_printf("%s: items[%u]:", path, j);
+  for (guint i = 0; i < file_warnings->len; i++) {
+    const char *w = file_warnings->pdata[i];
+    if (!g_str_has_prefix(w, list_prefix) || g_str_has_prefix(w, own_prefix))
+      g_ptr_array_add(out, g_strdup(w));
+  }
+  return out;
+}
+
+static void load_vms(VmletManager *mgr, GHashTable *seen, GPtrArray *loaded)
 {
   g_autofree char *dir = g_build_filename(mgr->env.node->config_dir, "vms.d", NULL);
   g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
@@ -179,7 +211,8 @@ static void load_vms(VmletManager *mgr, GHashTable *seen)
   for (guint i = 0; i < files->len; i++) {
     const char *path = files->pdata[i];
     g_autoptr(GError) error = NULL;
-    g_autoptr(GPtrArray) objs = vmlet_objects_load_file(path, path, NULL, &error);
+    g_autoptr(GPtrArray) file_warnings = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) objs = vmlet_objects_load_file(path, FALSE, file_warnings, &error);
     if (!objs) {
       g_autofree char *name = name_from_file(path);
       if (!name) {
@@ -191,6 +224,7 @@ static void load_vms(VmletManager *mgr, GHashTable *seen)
         continue;
       VmletVm *vm = ensure_vm(mgr, VMLET_DEFAULT_NAMESPACE, name);
       vmlet_vm_set_spec(vm, NULL, path, error->message);
+      vmlet_vm_set_warnings(vm, NULL);
       g_hash_table_insert(seen, g_steal_pointer(&key), g_strdup(path));
       continue;
     }
@@ -215,6 +249,11 @@ static void load_vms(VmletManager *mgr, GHashTable *seen)
       VmletVm *vm = ensure_vm(mgr, o->vm->meta.namespace, o->vm->meta.name);
       vmlet_vm_set_spec(vm, o->vm, path, NULL);
       g_hash_table_insert(seen, g_steal_pointer(&key), g_strdup(path));
+      LoadedVm *l = g_new0(LoadedVm, 1);
+      l->vm = g_object_ref(vm);
+      l->spec = vm_spec_ref(o->vm);
+      l->warnings = warnings_for_item(file_warnings, path, j);
+      g_ptr_array_add(loaded, l);
     }
   }
 }
@@ -226,7 +265,21 @@ void vmlet_manager_reload(VmletManager *mgr)
   vmlet_inventory_free(mgr->env.inv);
   mgr->env.inv = vmlet_node_inventory(mgr->env.node, mgr->problems, NULL);
   g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-  load_vms(mgr, seen);
+  g_autoptr(GPtrArray) loaded = g_ptr_array_new_with_free_func(loaded_vm_free);
+  load_vms(mgr, seen, loaded);
+  /* Once every drop-in is read (a List in vms.d may carry a Secret or a disk), each VM's
+   * warnings: its drop-in's and its plan's (rounded memory, a #cloud-config that is not
+   * valid YAML, inline or in its Secret). The plan's errors are not reported here: starting
+   * the VM reports them as the reason it is Pending. */
+  for (guint i = 0; i < loaded->len; i++) {
+    LoadedVm *l = loaded->pdata[i];
+    g_autoptr(VmletDiag) d = vmlet_diag_new(vmlet_vm_get_source(l->vm));
+    g_autoptr(VmPlan) plan = vm_plan_build(l->spec, mgr->env.inv, mgr->env.node, d);
+    g_auto(GStrv) lines = vmlet_diag_warning_lines(d);
+    for (guint k = 0; lines[k]; k++)
+      g_ptr_array_add(l->warnings, g_strdup(lines[k]));
+    vmlet_vm_set_warnings(l->vm, l->warnings);
+  }
   /* VMs whose drop-in is gone are deleted: Terminating, stopped, forgotten. */
   g_autoptr(GPtrArray) all = vmlet_manager_list(mgr);
   for (guint i = 0; i < all->len; i++) {

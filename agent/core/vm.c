@@ -56,6 +56,7 @@ struct _VmletVm {
   VmSpec *spec;          /* desired; NULL when the drop-in is unusable */
   char *source;          /* the drop-in file */
   char *problem;         /* why the VM cannot start, for the Pending condition */
+  GStrv warnings;        /* about the desired spec, for status.warnings */
   VmPhase phase;
   VmletVmRecord *rec;    /* persisted runtime state */
   VmPlan *plan;          /* what the running QEMU was started from */
@@ -127,6 +128,7 @@ static void vmlet_vm_finalize(GObject *obj)
   g_clear_pointer(&vm->spec, vm_spec_unref);
   g_free(vm->source);
   g_free(vm->problem);
+  g_strfreev(vm->warnings);
   vmlet_vm_record_free(vm->rec);
   g_clear_pointer(&vm->plan, vm_plan_unref);
   g_free(vm->last_exit);
@@ -795,6 +797,24 @@ void vmlet_vm_set_spec(VmletVm *vm, VmSpec *spec, const char *source, const char
   changed(vm);
 }
 
+void vmlet_vm_set_warnings(VmletVm *vm, GPtrArray *warnings)
+{
+  guint n = warnings ? warnings->len : 0;
+  gboolean same = vm->warnings ? g_strv_length(vm->warnings) == n : n == 0;
+  for (guint i = 0; same && i < n; i++)
+    same = g_str_equal(vm->warnings[i], warnings->pdata[i]);
+  if (same)
+    return;
+  g_strfreev(vm->warnings);
+  vm->warnings = NULL;
+  if (n) {
+    vm->warnings = g_new0(char *, n + 1);
+    for (guint i = 0; i < n; i++)
+      vm->warnings[i] = g_strdup(warnings->pdata[i]);
+  }
+  changed(vm);
+}
+
 void vmlet_vm_adopt(VmletVm *vm, VmletVmRecord *record)
 {
   vmlet_vm_record_free(vm->rec);
@@ -1036,6 +1056,14 @@ JsonNode *vmlet_vm_to_json(VmletVm *vm)
   if (vm->rec->proc.pid)
     json_object_set_int_member(st, "pid", vm->rec->proc.pid);
   json_object_set_array_member(st, "restartAwaitingChanges", changes);
+  /* What kubectl shows as "Warning:" lines at apply time, kept on the object so that a
+   * drop-in written by hand shows them too (vmlet's addition to DVP's status). */
+  if (vm->warnings) {
+    JsonArray *w = json_array_new();
+    for (guint i = 0; vm->warnings[i]; i++)
+      json_array_add_string_element(w, vm->warnings[i]);
+    json_object_set_array_member(st, "warnings", w);
+  }
   json_object_set_object_member(root, "status", st);
   JsonNode *node = json_node_new(JSON_NODE_OBJECT);
   json_node_take_object(node, root);

@@ -54,6 +54,11 @@ const char *vm_phase_name(VmPhase phase);
  * VM then stays Pending with that reason; a running QEMU is left alone). */
 void vmlet_vm_set_spec(VmletVm *vm, VmSpec *spec, const char *source, const char *problem);
 
+/* Warnings about the desired spec (char *: "file: path: text"): unknown fields, rounded
+ * values, a #cloud-config that is not valid YAML. Shown as status.warnings; they never keep
+ * a VM from running. */
+void vmlet_vm_set_warnings(VmletVm *vm, GPtrArray *warnings);
+
 /* Takes over a record found at start-up: re-adopts its QEMU if it still runs. Call before
  * the first reconcile, so a running VM is never started twice. */
 void vmlet_vm_adopt(VmletVm *vm, VmletVmRecord *record);
