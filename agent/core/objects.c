@@ -132,11 +132,9 @@ GPtrArray *vmlet_objects_parse(const char *source, const char *data, gsize len,
   return parse_document(source, data, len, NULL, warnings, error);
 }
 
-GPtrArray *vmlet_objects_load_file(const char *path, const char *source, GPtrArray *warnings,
+GPtrArray *vmlet_objects_load_file(const char *path, gboolean secrets_dir, GPtrArray *warnings,
                                    GError **error)
 {
-  if (!source)
-    source = path;
   /* Checked through the descriptor, before anything is read: the refusal, not a parse
    * problem of the Secret (bad base64, say), is what a person is told first. */
   struct stat st;
@@ -150,13 +148,13 @@ GPtrArray *vmlet_objects_load_file(const char *path, const char *source, GPtrArr
   if (!vmlet_read_fd_bounded(fd, path, VMLET_MAX_DROPIN_BYTES, &data, &len, error))
     return NULL;
   g_autoptr(GError) parse_error = NULL;
-  GPtrArray *objs = parse_document(source, data, len, refused ? refused->message : NULL,
+  GPtrArray *objs = parse_document(path, data, len, refused ? refused->message : NULL,
                                    warnings, &parse_error);
   if (objs)
     return objs;
-  /* A file that does not parse cannot say whether it holds a Secret; when it may not hold
+  /* In secrets.d a file that does not parse is taken for a Secret: when it may not hold
    * one either way, that is said first. */
-  if (refused)
+  if (refused && secrets_dir)
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID, "%s\n%s", refused->message,
                 parse_error->message);
   else
@@ -243,6 +241,8 @@ void vmlet_inventory_load_dir(VmletInventory *inv, const char *dir, GPtrArray *p
       g_ptr_array_add(problems, g_strdup_printf("%s: %s", dir, error->message));
     return;
   }
+  g_autofree char *base = g_path_get_basename(dir);
+  gboolean secrets_dir = g_str_equal(base, "secrets.d");
   g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
   const char *name;
   while ((name = g_dir_read_name(d))) {
@@ -259,13 +259,12 @@ void vmlet_inventory_load_dir(VmletInventory *inv, const char *dir, GPtrArray *p
   for (guint i = 0; i < names->len; i++) {
     g_autofree char *path = g_build_filename(dir, names->pdata[i], NULL);
     g_autoptr(GError) err = NULL;
-    g_autoptr(GPtrArray) objs = vmlet_objects_load_file(path, path, warnings, &err);
+    g_autoptr(GPtrArray) objs = vmlet_objects_load_file(path, secrets_dir, warnings, &err);
     if (!objs) {
       g_ptr_array_add(problems, g_strdup(err->message));
       /* A Secret that does not even load (bad base64, ...) is known by its file name, so
        * the VMs that need it can say why it is missing. */
-      g_autofree char *base = g_path_get_basename(dir);
-      if (g_str_equal(base, "secrets.d")) {
+      if (secrets_dir) {
         g_autofree char *stem = g_strndup(names->pdata[i], strlen(names->pdata[i]) - 5);
         g_hash_table_replace(inv->refused_secrets,
                              g_strdup_printf("%s/%s", VMLET_DEFAULT_NAMESPACE, stem),

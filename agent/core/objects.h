@@ -38,13 +38,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmletObject, vmlet_object_free)
  * every problem is in error, one per line, each naming source and JSON path. */
 GPtrArray *vmlet_objects_parse(const char *source, const char *data, gsize len,
                                GPtrArray *warnings, GError **error);
-/* Loads a drop-in file (source defaults to path). A Secret is accepted only from a file
- * that passes vmlet_secret_check_stat, in whatever directory (secrets.d, or a List in
- * vms.d): the check is made on the opened descriptor before anything is read, and a Secret
- * in a file that fails it comes back refused (VmletSecret.refused, its data not decoded),
- * so the VMs that need it say why. When such a file does not parse either, error starts
- * with the refusal. */
-GPtrArray *vmlet_objects_load_file(const char *path, const char *source, GPtrArray *warnings,
+/* Loads a drop-in file. A Secret is accepted only from a file that passes
+ * vmlet_secret_check_stat, in whatever directory (secrets.d, or a List in vms.d): the check
+ * is made on the opened descriptor before anything is read, and a Secret in a file that
+ * fails it comes back refused (VmletSecret.refused, its data not decoded), so the VMs that
+ * need it say why. secrets_dir: the file is in secrets.d, so one that fails the check and
+ * does not parse either is reported with the refusal first. */
+GPtrArray *vmlet_objects_load_file(const char *path, gboolean secrets_dir, GPtrArray *warnings,
                                    GError **error);
 
 /* The objects a VM refers to, by kind/namespace/name. */
