@@ -436,11 +436,8 @@ static void operations(VmletApi *api, SoupServerMessage *msg, const char *method
     respond_vm_not_found(msg, ns, vm_name);
     return;
   }
-  g_autofree char *uid = vmlet_vm_operate(vm, (VmOpType)type, force, &error);
-  if (!uid) {
-    respond_error(msg, 409, "Conflict", error->message);
-    return;
-  }
+  /* Created even when refused: the operation says Failed and why, like DVP's. */
+  g_autofree char *uid = vmlet_vm_operate(vm, (VmOpType)type, force);
   g_autoptr(JsonNode) ops = vmlet_vm_operations_json(vm);
   JsonArray *arr = json_node_get_array(ops);
   respond_json(msg, 201, json_array_get_element(arr, json_array_get_length(arr) - 1));

@@ -875,29 +875,25 @@ void vmlet_vm_reconcile(VmletVm *vm)
   }
 }
 
-char *vmlet_vm_operate(VmletVm *vm, VmOpType type, gboolean force, GError **error)
+/* Why the run policy or the VM's state refuses an operation, or NULL when it may go ahead. */
+static char *refusal(VmletVm *vm, VmOpType type)
 {
-  if (!vm->spec) {
-    g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID, "%s: cannot be operated: %s",
-                vm->name, vm->problem ? vm->problem : "no valid spec");
-    return NULL;
-  }
+  if (!vm->spec)
+    return g_strdup_printf("%s: cannot be operated: %s", vm->name,
+                           vm->problem ? vm->problem : "no valid spec");
   VmRunPolicy policy = vm->spec->run_policy;
-  if (type != VM_OP_STOP && policy == VM_RUN_POLICY_ALWAYS_OFF) {
-    g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID,
-                "%s: runPolicy AlwaysOff does not allow starting the VM", vm->name);
-    return NULL;
-  }
-  if (type == VM_OP_STOP && policy == VM_RUN_POLICY_ALWAYS_ON) {
-    g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID,
-                "%s: runPolicy AlwaysOn keeps the VM running; change runPolicy to stop it",
-                vm->name);
-    return NULL;
-  }
-  if (vm->deleting) {
-    g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID, "%s: is being deleted", vm->name);
-    return NULL;
-  }
+  if (type != VM_OP_STOP && policy == VM_RUN_POLICY_ALWAYS_OFF)
+    return g_strdup_printf("%s: runPolicy AlwaysOff does not allow starting the VM", vm->name);
+  if (type == VM_OP_STOP && policy == VM_RUN_POLICY_ALWAYS_ON)
+    return g_strdup_printf("%s: runPolicy AlwaysOn keeps the VM running; change runPolicy to "
+                           "stop it", vm->name);
+  if (vm->deleting)
+    return g_strdup_printf("%s: is being deleted", vm->name);
+  return NULL;
+}
+
+char *vmlet_vm_operate(VmletVm *vm, VmOpType type, gboolean force)
+{
   VmOp *op = g_new0(VmOp, 1);
   g_autofree char *uuid = g_uuid_string_random();
   op->uid = g_strndup(uuid, 8);
@@ -909,6 +905,16 @@ char *vmlet_vm_operate(VmletVm *vm, VmOpType type, gboolean force, GError **erro
     g_ptr_array_remove_index(vm->ops, 0);
   g_ptr_array_add(vm->ops, op);
   char *uid = g_strdup(op->uid);
+
+  /* A refused operation still exists, Failed with the reason, as DVP shows a
+   * VirtualMachineOperation it cannot carry out; nothing else changes. */
+  op->reason = refusal(vm, type);
+  if (op->reason) {
+    op->phase = OP_FAILED;
+    changed(vm);
+    return uid;
+  }
+  VmRunPolicy policy = vm->spec->run_policy;
 
   /* An operation is the user's word: it ends any crash-loop wait. */
   g_clear_handle_id(&vm->backoff_timer, g_source_remove);

@@ -66,9 +66,10 @@ void vmlet_vm_adopt(VmletVm *vm, VmletVmRecord *record);
 /* Acts on the difference between the desired and the actual state. */
 void vmlet_vm_reconcile(VmletVm *vm);
 
-/* Records an operation (VirtualMachineOperation) and starts acting on it. Returns its
- * uid, or NULL with an error saying why the run policy or state refuses it. */
-char *vmlet_vm_operate(VmletVm *vm, VmOpType type, gboolean force, GError **error);
+/* Records an operation (VirtualMachineOperation) and starts acting on it; returns its uid.
+ * One that the run policy or the VM's state refuses is recorded in phase Failed with the
+ * reason (vmlet_vm_operations_json) and changes nothing else. */
+char *vmlet_vm_operate(VmletVm *vm, VmOpType type, gboolean force);
 
 /* The drop-in was removed: Terminating, stop QEMU (gracefully), delete the record, "gone". */
 void vmlet_vm_delete(VmletVm *vm);

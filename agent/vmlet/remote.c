@@ -431,8 +431,15 @@ int vmlet_cmd_operation(const char *type, int argc, char **argv)
   int rc = call(lower, c, "POST", path, body, 201, &reply);
   if (rc)
     return rc;
+  JsonObject *op = json_node_get_object(reply);
   printf("virtualmachineoperation.virtualization.deckhouse.io/%s created\n",
-         str_at(json_node_get_object(reply), "metadata", "name"));
+         str_at(op, "metadata", "name"));
+  /* Refused by the run policy or the VM's state: created, and already Failed. */
+  if (g_strcmp0(str_at(op, "status", "phase"), "Failed") == 0) {
+    fprintf(stderr, "vmlet %s: %s failed: %s\n", lower, str_at(op, "metadata", "name"),
+            str_at(op, "status", "reason") ? str_at(op, "status", "reason") : "no reason given");
+    return 1;
+  }
   return 0;
 }
 

@@ -116,9 +116,15 @@ def test_run_policies(daemon):
     daemon.wait_phase("manual", "Stopped", 10)
     time.sleep(1)
     assert qemu_pids(daemon.root) == []
-    status, err = daemon.operate("off", "Start")
-    assert status == 409
-    assert err["message"] == "off: runPolicy AlwaysOff does not allow starting the VM"
+    # Refused, and still an operation: Failed, with the reason (DVP's VMOP shape).
+    status, op = daemon.operate("off", "Start")
+    assert status == 201
+    assert op["status"] == {"phase": "Failed",
+                            "reason": "off: runPolicy AlwaysOff does not allow starting the VM"}
+    _, ops = daemon.request("GET", f"{API}/namespaces/default/virtualmachineoperations")
+    assert [(o["spec"]["virtualMachineName"], o["spec"]["type"], o["status"]["phase"])
+            for o in ops["items"]] == [("off", "Start", "Failed")]
+    assert daemon.vm("off")["status"]["phase"] == "Stopped"
     status, _ = daemon.operate("manual", "Start")
     assert status == 201
     daemon.wait_phase("manual", "Running")
