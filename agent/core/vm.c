@@ -72,6 +72,7 @@ struct _VmletVm {
   gboolean stop_requested;
   gboolean restart_after_stop;
   gboolean guest_shutdown;
+  gboolean grace_expired;
   gboolean deleting;
   guint grace_timer, kill_timer, backoff_timer;
   guint backoff_s;
@@ -342,6 +343,7 @@ static gboolean on_grace_timeout(gpointer data)
 {
   VmletVm *vm = data;
   vm->grace_timer = 0;
+  vm->grace_expired = TRUE;
   set_str(&vm->last_exit, "the guest did not power off within terminationGracePeriodSeconds");
   force_stop(vm);
   return G_SOURCE_REMOVE;
@@ -424,8 +426,9 @@ static void qemu_exited(VmletVm *vm)
   g_clear_handle_id(&vm->grace_timer, g_source_remove);
   g_clear_handle_id(&vm->kill_timer, g_source_remove);
   gboolean requested = vm->stop_requested, guest = vm->guest_shutdown;
-  gboolean restart = vm->restart_after_stop;
+  gboolean restart = vm->restart_after_stop, grace_expired = vm->grace_expired;
   vm->stop_requested = vm->guest_shutdown = vm->restart_after_stop = FALSE;
+  vm->grace_expired = FALSE;
   vm->rec->proc.pid = 0;
   vm->rec->proc.start_time = 0;
   g_clear_pointer(&vm->plan, vm_plan_unref);
@@ -443,8 +446,13 @@ static void qemu_exited(VmletVm *vm)
     return;
   }
   if (requested) {
+    /* How the stop ended, on the Stop operation: graceful is what the grace period is for. */
+    const char *how = guest           ? "the guest powered off after the ACPI power button"
+                      : grace_expired ? "the guest did not power off within "
+                                        "terminationGracePeriodSeconds; QEMU was stopped"
+                                      : "QEMU was stopped without waiting for the guest";
     set_phase(vm, VM_PHASE_STOPPED);
-    complete_ops(vm, VM_OP_STOP, OP_COMPLETED, NULL);
+    complete_ops(vm, VM_OP_STOP, OP_COMPLETED, how);
     if (restart)
       vmlet_vm_reconcile(vm);
     return;
@@ -523,7 +531,8 @@ static void on_qmp_event(VmletQmp *qmp, const char *name, JsonObject *data, gint
       vm->guest_shutdown = TRUE;
       force_stop(vm);
     } else if (by_guest) {
-      force_stop(vm); /* a graceful stop we asked for has completed */
+      vm->guest_shutdown = TRUE; /* a graceful stop we asked for has completed */
+      force_stop(vm);
     }
   }
 }

@@ -1,5 +1,6 @@
 """vmletd with real QEMU and the test guest: phases, run policies, operations, restart
 safety, broken drop-ins, API access control."""
+import hashlib
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import time
 import pytest
 
 from conftest import SOURCE
-from daemon import API, Daemon, qemu_pids
+from daemon import API, Daemon, Watch, qemu_pids
 from vmrun import Console
 
 
@@ -70,40 +71,77 @@ def test_lifecycle_start_stop_restart(daemon):
     assert len(qemu_pids(daemon.root)) == 1
 
 
-def test_agent_restart_keeps_vm(daemon):
-    daemon.guest_disk("db-root")
-    daemon.write_vm("db")
+def uptime(tick):
+    return float(tick.split("uptime=")[1])
+
+
+def test_agent_restart_keeps_vms(daemon):
+    """Several running VMs; vmletd SIGKILLed (then SIGTERMed) and started again: every VM
+    is the same QEMU, Running, never started twice, and its guest did not reboot: the
+    uptime its serial console ticks keeps growing, with no second boot marker."""
+    names = ("db", "web", "cache")
+    for n in names:
+        daemon.guest_disk(f"{n}-root")
+        daemon.write_vm(n)
     daemon.start()
-    pid = daemon.wait_phase("db", "Running")["status"]["pid"]
-    for sig in (signal.SIGKILL, signal.SIGTERM):
-        daemon.kill(sig)
-        assert qemu_pids(daemon.root) == [pid]  # the VM outlives the agent
-        daemon.start()
-        vm = daemon.wait_phase("db", "Running", 20)
-        assert vm["status"]["pid"] == pid       # re-adopted, not restarted
-        assert vm["status"]["restarts"] == 0
-        assert qemu_pids(daemon.root) == [pid]  # and never started twice
-    # The re-adopted VM is still fully managed: a stop goes through.
-    daemon.operate("db", "Stop", force=True)
-    daemon.wait_phase("db", "Stopped", 30)
+    pids, cons, first_tick, last = {}, {}, {}, {}
+    try:
+        for n in names:
+            pids[n] = daemon.wait_phase(n, "Running")["status"]["pid"]
+            cons[n] = console_of(daemon, n)
+        for n in names:
+            last[n] = uptime(cons[n].wait_for("VMLET-TICK", 90))
+            first_tick[n] = len(cons[n].lines) - 1
+        for sig in (signal.SIGKILL, signal.SIGTERM):
+            for n in names:  # the freshest uptime before the agent goes away
+                last[n] = uptime(cons[n].wait_for("VMLET-TICK", 30, start=len(cons[n].lines)))
+            daemon.kill(sig)
+            assert qemu_pids(daemon.root) == sorted(pids.values())  # VMs outlive the agent
+            daemon.start()
+            for n in names:
+                vm = daemon.wait_phase(n, "Running", 20)
+                assert vm["status"]["pid"] == pids[n]   # re-adopted, not restarted
+                assert vm["status"]["restarts"] == 0
+            assert qemu_pids(daemon.root) == sorted(pids.values())  # never started twice
+            for n in names:
+                now = uptime(cons[n].wait_for("VMLET-TICK", 30, start=len(cons[n].lines)))
+                assert now > last[n], (n, now, last[n])  # a rebooted guest starts near 0
+                last[n] = now
+        for n in names:
+            assert not any(line.startswith("VMLET-GUEST-BOOT-OK")
+                           for line in cons[n].lines[first_tick[n]:]), n
+    finally:
+        for c in cons.values():
+            c.close()
+    # The re-adopted VMs are still fully managed: a stop goes through.
+    for n in names:
+        daemon.operate(n, "Stop", force=True)
+    for n in names:
+        daemon.wait_phase(n, "Stopped", 30)
     assert qemu_pids(daemon.root) == []
 
 
 def test_crash_is_restarted(daemon):
+    """QEMU killed: restarted under AlwaysOnUnlessStoppedManually and under AlwaysOn (a
+    crash counted in restarts). Manual is in test_run_policies."""
     daemon.guest_disk("app-root")
+    daemon.guest_disk("always-root")
     daemon.write_vm("app")
+    daemon.write_vm("always", runPolicy="AlwaysOn")
     daemon.start()
-    pid = daemon.wait_phase("app", "Running")["status"]["pid"]
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    vm = None
-    while time.monotonic() < deadline:
-        vm = daemon.vm("app")
-        if vm["status"]["phase"] == "Running" and vm["status"]["pid"] != pid:
-            break
-        time.sleep(0.1)
-    assert vm["status"]["phase"] == "Running" and vm["status"]["pid"] != pid
-    assert vm["status"]["restarts"] == 1
+    pids = {n: daemon.wait_phase(n, "Running")["status"]["pid"] for n in ("app", "always")}
+    for pid in pids.values():
+        os.kill(pid, signal.SIGKILL)
+    for name, pid in pids.items():
+        deadline = time.monotonic() + 60
+        vm = None
+        while time.monotonic() < deadline:
+            vm = daemon.vm(name)
+            if vm["status"]["phase"] == "Running" and vm["status"]["pid"] != pid:
+                break
+            time.sleep(0.1)
+        assert vm["status"]["phase"] == "Running" and vm["status"]["pid"] != pid, name
+        assert vm["status"]["restarts"] == 1, name
 
 
 def test_run_policies(daemon):
@@ -159,19 +197,54 @@ def test_broken_dropin_only_affects_its_vm(daemon):
     assert daemon.vm("good")["status"]["phase"] == "Running"
 
 
-def test_dropin_removal_terminates(daemon):
+def test_dropin_added_and_removed(daemon):
+    """A drop-in written into vms.d of a running vmletd starts its VM (inotify); removing
+    it goes through Terminating (seen on the watch stream) and forgets the VM."""
     daemon.guest_disk("tmp-root")
-    path = daemon.write_vm("tmp", terminationGracePeriodSeconds=1)
     daemon.start()
+    assert daemon.vm("tmp") is None
+    path = daemon.write_vm("tmp", terminationGracePeriodSeconds=1)
     daemon.wait_phase("tmp", "Running")
-    path.unlink()
-    deadline = time.monotonic() + 30
-    while daemon.vm("tmp") is not None:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    watch = Watch(daemon)
+    try:
+        watch.wait(lambda w: w.phases("tmp"))  # the ADDED event of the current state
+        path.unlink()
+        watch.wait(lambda w: ("DELETED", None) in w.phases("tmp"), 30)
+        phases = watch.phases("tmp")
+    finally:
+        watch.close()
+    assert ("MODIFIED", "Terminating") in phases
+    assert phases.index(("MODIFIED", "Terminating")) < phases.index(("DELETED", None))
+    assert daemon.vm("tmp") is None
     assert qemu_pids(daemon.root) == []
     assert not (daemon.root / "state" / "vms" / "default.tmp.json").exists()
     assert not (daemon.root / "run" / "vms" / "default.tmp").exists()  # cleaned up
+
+
+def test_graceful_stop_uses_acpi(daemon):
+    """A Stop without --force presses the ACPI power button and waits: the guest sees it
+    (its marker), powers off, and the Stop completes as the guest's own power-off, long
+    before the grace period (600 s here) would have stopped QEMU."""
+    daemon.guest_disk("gentle-root")
+    daemon.write_vm("gentle", terminationGracePeriodSeconds=600)
+    daemon.start()
+    daemon.wait_phase("gentle", "Running")
+    con = console_of(daemon, "gentle")
+    try:
+        con.wait_for("VMLET-TICK", 90)  # the guest watches its power button before ticking
+        status, op = daemon.operate("gentle", "Stop")
+        assert status == 201 and op["status"]["phase"] == "InProgress"
+        con.wait_for("VMLET-ACPI-POWERDOWN", 60)
+    finally:
+        con.close()
+    vm = daemon.wait_phase("gentle", "Stopped", 120)
+    _, ops = daemon.request("GET", f"{API}/namespaces/default/virtualmachineoperations")
+    assert ops["items"][-1]["status"] == {
+        "phase": "Completed", "reason": "the guest powered off after the ACPI power button"}
+    phases = [t["phase"] for t in vm["status"]["stats"]["phasesTransitions"]]
+    assert phases[-3:] == ["Running", "Stopping", "Stopped"]
+    running = {c["type"]: c for c in vm["status"]["conditions"]}["Running"]
+    assert "message" not in running  # not "did not power off within ..."
 
 
 def test_api_refuses_other_users(daemon):
@@ -214,25 +287,38 @@ def test_apply_validates_before_writing(daemon):
     assert '"7%" is not allowed by class "generic"' in ready["message"]
 
 
+def expected_meta_data(name, user_data, ns="default"):
+    """NoCloud meta-data as vmletd writes it, computed here independently: instance-id is
+    the name and the first 16 hex digits of sha256(ns "/" name NUL user-data)."""
+    digest = hashlib.sha256(f"{ns}/{name}".encode() + b"\0" + user_data.encode()).hexdigest()
+    return f"instance-id: {name}-{digest[:16]}\nlocal-hostname: {name}\n"
+
+
+def cidata_file(con, name):
+    return "\n".join(con.section(f"VMLET-CIDATA-BEGIN {name}", f"VMLET-CIDATA-END {name}")) + "\n"
+
+
 def test_guest_poweroff_follows_run_policy(daemon):
     """The guest powers itself off (a test control in its cloud-init user-data, built into
-    the cidata ISO in process): AlwaysOnUnlessStoppedManually counts it as a manual stop,
-    AlwaysOn starts the VM again."""
-    for name in ("quiet", "always"):
+    the cidata ISO in process): AlwaysOnUnlessStoppedManually and Manual count it as a
+    manual stop, AlwaysOn starts the VM again."""
+    for name in ("quiet", "always", "manual"):
         daemon.guest_disk(f"{name}-root")
     user_data = "#cloud-config\n#vmlet: poweroff-after 2\n"
     daemon.write_vm("quiet", provisioning={"type": "UserData", "userData": user_data})
     daemon.write_vm("always", runPolicy="AlwaysOn",
                     provisioning={"type": "UserData", "userData": user_data})
+    daemon.write_vm("manual", runPolicy="Manual",
+                    provisioning={"type": "UserData", "userData": user_data})
     daemon.start()
     con = console_of(daemon, "quiet")
     try:
         daemon.wait_phase("quiet", "Running")
-        # The guest read the seed vmletd built: same bytes as the spec's userData.
+        # The guest read the seed vmletd built: the spec's userData and the meta-data for
+        # this VM, byte for byte.
         con.wait_for("VMLET-CIDATA-OK", 60)
-        got = "\n".join(con.section("VMLET-CIDATA-BEGIN user-data",
-                                    "VMLET-CIDATA-END user-data")) + "\n"
-        assert got == user_data
+        assert cidata_file(con, "user-data") == user_data
+        assert cidata_file(con, "meta-data") == expected_meta_data("quiet", user_data)
         con.wait_for("VMLET-POWEROFF", 30)
     finally:
         con.close()
@@ -254,6 +340,23 @@ def test_guest_poweroff_follows_run_policy(daemon):
     assert vm["status"]["pid"] != first and vm["status"]["restarts"] == 0
     phases = [t["phase"] for t in vm["status"]["stats"]["phasesTransitions"]]
     assert "Stopped" in phases[phases.index("Running"):]
+
+    # Manual: started by an operation; the guest's power-off leaves it Stopped.
+    assert daemon.vm("manual")["status"]["phase"] == "Stopped"
+    status, _ = daemon.operate("manual", "Start")
+    assert status == 201
+    daemon.wait_phase("manual", "Running")
+    con = console_of(daemon, "manual")
+    try:
+        con.wait_for("VMLET-POWEROFF", 90)
+    finally:
+        con.close()
+    vm = daemon.wait_phase("manual", "Stopped", 30)
+    cond = {c["type"]: c for c in vm["status"]["conditions"]}["Running"]
+    assert cond["message"] == "the guest powered off" and vm["status"]["restarts"] == 0
+    time.sleep(3)
+    assert daemon.vm("manual")["status"]["phase"] == "Stopped"
+    assert "pid" not in daemon.vm("manual")["status"]
 
 
 def test_node_selector_mismatch_stays_pending(daemon):
