@@ -438,9 +438,9 @@ SYSPREP = "provisioning.virtualization.deckhouse.io/sysprep"
 
 
 def test_provisioning_from_secrets(daemon):
-    """UserDataRef: the guest reads the Secret's decoded userData; SysprepRef: the guest
-    sees the unattend file on its own CD. Secret values never appear in the API."""
-    import hashlib
+    """UserDataRef: the guest reads the Secret's decoded userData and the VM's meta-data;
+    SysprepRef: the guest sees both answer files on their own CD. Secret values never appear
+    in the API."""
     daemon.guest_disk("fromsecret-root")
     daemon.guest_disk("win-root")
     # The seed's cloud-config verbatim, this time from a Secret.
@@ -449,7 +449,9 @@ def test_provisioning_from_secrets(daemon):
     marker = "fPmUsbjAuA7mnQNTajQM6Clhes"  # from its password hash: must never leak
     write_secret(daemon, "cloud-init-example", CLOUD_INIT, {"userData": user_data})
     unattend = "<unattend xmlns=\"urn:schemas-microsoft-com:unattend\"/>\n"
-    write_secret(daemon, "sysprep-example", SYSPREP, {"Unattend.XML": unattend})
+    autounattend = "<unattend xmlns=\"urn:schemas-microsoft-com:unattend\"><!--auto--></unattend>\n"
+    write_secret(daemon, "sysprep-example", SYSPREP,
+                 {"Unattend.XML": unattend, "AutoUnattend.xml": autounattend})
     daemon.write_vm("fromsecret", provisioning={
         "type": "UserDataRef", "userDataRef": {"kind": "Secret", "name": "cloud-init-example"}})
     daemon.write_vm("win", provisioning={
@@ -463,15 +465,24 @@ def test_provisioning_from_secrets(daemon):
     win = console_of(daemon, "win")
     try:
         con.wait_for("VMLET-CIDATA-OK", 90)
-        got = "\n".join(con.section("VMLET-CIDATA-BEGIN user-data",
-                                    "VMLET-CIDATA-END user-data")) + "\n"
-        line = win.wait_for("VMLET-SYSPREP-FILE", 90)
+        got = cidata_file(con, "user-data")
+        meta = cidata_file(con, "meta-data")
+        # The guest scans every ISO9660 volume for answer files, then starts ticking: by
+        # the first tick, every file it found has been printed.
+        win.wait_for("VMLET-TICK", 90)
+        sysprep = sorted(l for l in win.lines if l.startswith("VMLET-SYSPREP-FILE"))
     finally:
         con.close()
         win.close()
     assert got == user_data
-    sha = hashlib.sha256(unattend.encode()).hexdigest()
-    assert line == f"VMLET-SYSPREP-FILE unattend.xml {len(unattend)} {sha}"
+    assert meta == expected_meta_data("fromsecret", user_data)
+
+    def line(name, text):
+        sha = hashlib.sha256(text.encode()).hexdigest()
+        return f"VMLET-SYSPREP-FILE {name} {len(text)} {sha}"
+    # Exactly the Secret's two keys, under their lower-case names, nothing else.
+    assert sysprep == sorted([line("autounattend.xml", autounattend),
+                              line("unattend.xml", unattend)])
     # The seed ISO is private to the VM's QEMU.
     iso = daemon.root / "run" / "vms" / "default.fromsecret" / "cidata.iso"
     assert oct(iso.stat().st_mode & 0o777) == "0o600"
@@ -501,45 +512,126 @@ def test_provisioning_from_secrets(daemon):
     assert vm["status"]["restartAwaitingChanges"] == []
 
 
-def test_bad_secrets_leave_vm_pending(daemon):
+def wait_reason(daemon, name, expected, timeout=20):
+    """The VM's Ready condition once it says exactly expected (drop-ins written one after
+    the other pass through other reasons first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        vm = daemon.vm(name)
+        ready = vm and {c["type"]: c for c in vm["status"]["conditions"]}["Ready"]
+        if ready and ready.get("message") == expected:
+            return vm
+        assert time.monotonic() < deadline, (name, vm and vm["status"])
+        time.sleep(0.1)
+
+
+def test_bad_provisioning_inputs_leave_only_their_vm_pending(daemon):
+    """Each bad input, added to a running vmletd: its VM Pending with exactly its reason,
+    while a healthy VM on the same daemon keeps running, untouched (same QEMU, no phase
+    change). Secrets are checked wherever they are found, before they are decoded."""
+    import base64
+    daemon.guest_disk("steady-root")
+    daemon.guest_disk("bad-root")  # shared: none of the bad VMs ever starts
     daemon.guest_disk("open-root")
-    daemon.guest_disk("typed-root")
-    daemon.guest_disk("nokey-root")
-    daemon.guest_disk("nosecret-root")
-    write_secret(daemon, "open", CLOUD_INIT, {"userData": "#cloud-config\n"}, mode=0o644)
+    daemon.write_vm("steady")
+    daemon.start()
+    steady = daemon.wait_phase("steady", "Running")
+    pid = steady["status"]["pid"]
+    transitions = steady["status"]["stats"]["phasesTransitions"]
+
+    secrets_d, vms_d = daemon.etc / "secrets.d", daemon.etc / "vms.d"
+    garbage = {"userData": "not base64!"}
+
+    def raw_secret(path, name, data, mode):
+        path.write_text(json.dumps({"apiVersion": "v1", "kind": "Secret",
+                                    "metadata": {"name": name}, "type": CLOUD_INIT,
+                                    "data": data}))
+        os.chmod(path, mode)
+
     write_secret(daemon, "typed", SYSPREP, {"userData": "#cloud-config\n"})
     write_secret(daemon, "nokey", CLOUD_INIT, {"user-data": "#cloud-config\n"})
-    (daemon.etc / "secrets.d" / "garbled.json").write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "garbled"},
-        "type": CLOUD_INIT, "data": {"userData": "not base64!"}}))
-    os.chmod(daemon.etc / "secrets.d" / "garbled.json", 0o600)
-    daemon.guest_disk("garbled-root")
-    for vm, secret in (("open", "open"), ("typed", "typed"), ("nokey", "nokey"),
-                       ("nosecret", "missing"), ("garbled", "garbled")):
+    raw_secret(secrets_d / "garbled.json", "garbled", garbage, 0o600)
+    # World-readable and bad base64: the mode is the problem reported.
+    raw_secret(secrets_d / "open.json", "open", garbage, 0o644)
+    # Private, but owned by someone else than root or vmletd.
+    write_secret(daemon, "owned", CLOUD_INIT, {"userData": "#cloud-config\n"})
+    os.chown(secrets_d / "owned.json", 65534, 65534)
+    ref = {"blockDeviceRefs": [{"kind": "VirtualDisk", "name": "bad-root"}]}
+    for vm, secret in (("typed", "typed"), ("nokey", "nokey"), ("nosecret", "missing"),
+                       ("garbled", "garbled"), ("open", "open"), ("owned", "owned")):
         daemon.write_vm(vm, provisioning={"type": "UserDataRef",
-                                          "userDataRef": {"kind": "Secret", "name": secret}})
-    daemon.start()
+                                          "userDataRef": {"kind": "Secret", "name": secret}},
+                        **ref)
+    daemon.write_vm("big", provisioning={"type": "UserData", "userData": "#" * 2049}, **ref)
+    daemon.write_vm("both", provisioning={"type": "UserData", "userData": "#cloud-config\n",
+                                          "sysprepRef": {"kind": "Secret", "name": "typed"}},
+                    **ref)
+    # A Secret in a vms.d List is checked like one in secrets.d: this List is 0644.
+    listed = vms_d / "listed.json"
+    listed.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "listed-secret"},
+         "type": CLOUD_INIT, "data": garbage},
+        json.loads(daemon.write_vm("listed", provisioning={
+            "type": "UserDataRef", "userDataRef": {"kind": "Secret", "name": "listed-secret"}},
+            **ref).read_text())]}))
+    os.chmod(listed, 0o644)
 
-    def reason(name):
-        vm = daemon.wait_phase(name, "Pending", 10)
-        return {c["type"]: c for c in vm["status"]["conditions"]}["Ready"]["message"]
-
-    secrets_d = daemon.etc / "secrets.d"
-    assert reason("open") == (f'spec.provisioning.userDataRef: Secret "open" was refused: '
-                              f"{secrets_d}/open.json: mode 0644 lets others read a Secret; "
-                              "expected 0600 or 0400 (chmod 600)")
-    assert reason("typed") == ('spec.provisioning.userDataRef: Secret "typed" has type '
-                               f'"{SYSPREP}", expected "{CLOUD_INIT}"')
-    assert reason("nokey") == 'spec.provisioning.userDataRef: Secret "nokey" has no key "userData"'
-    assert reason("nosecret") == ('spec.provisioning.userDataRef: Secret "missing" not found in '
-                                  'namespace "default"')
-    assert reason("garbled") == (
-        f'spec.provisioning.userDataRef: Secret "garbled" was refused: {secrets_d}/garbled.json: '
-        "data.userData: expected base64 (RFC 4648, padded), found invalid base64")
-    assert qemu_pids(daemon.root) == []
-    # Fixing the file mode is enough: the VM starts by itself.
-    os.chmod(secrets_d / "open.json", 0o600)
+    field = "spec.provisioning.userDataRef"
+    mode_644 = "mode 0644 lets others read a Secret; expected 0600 or 0400 (chmod 600)"
+    expected = {
+        "typed": f'{field}: Secret "typed" has type "{SYSPREP}", expected "{CLOUD_INIT}"',
+        "nokey": f'{field}: Secret "nokey" has no key "userData"',
+        "nosecret": f'{field}: Secret "missing" not found in namespace "default"',
+        "garbled": (f'{field}: Secret "garbled" was refused: {secrets_d}/garbled.json: '
+                    "data.userData: expected base64 (RFC 4648, padded), found invalid base64"),
+        "open": f'{field}: Secret "open" was refused: {secrets_d}/open.json: {mode_644}',
+        "owned": (f'{field}: Secret "owned" was refused: {secrets_d}/owned.json: owned by uid '
+                  "65534; expected root or vmletd's user to own a Secret (chown)"),
+        "listed": f'{field}: Secret "listed-secret" was refused: {listed}: {mode_644}',
+        "big": (f"{vms_d}/big.json: spec.provisioning.userData: expected at most 2048 bytes, "
+                "found 2049"),
+        "both": (f"{vms_d}/both.json: spec.provisioning.sysprepRef: must not be set when type "
+                 "is UserData (provisioning sources are mutually exclusive)"),
+    }
+    for name, reason in expected.items():
+        vm = wait_reason(daemon, name, reason)
+        assert vm["status"]["phase"] == "Pending", name
+        ready = {c["type"]: c for c in vm["status"]["conditions"]}["Ready"]
+        assert ready["reason"] == ("InvalidSpec" if name in ("big", "both")
+                                   else "DependencyNotReady"), name
+    # The healthy VM never noticed.
+    vm = daemon.vm("steady")
+    assert vm["status"]["phase"] == "Running" and vm["status"]["pid"] == pid
+    assert vm["status"]["stats"]["phasesTransitions"] == transitions
+    assert qemu_pids(daemon.root) == [pid]
+    # Nothing secret leaked: the undecodable values are never quoted.
+    _, listing = daemon.request("GET", f"{API}/virtualmachines")
+    assert "not base64!" not in json.dumps(listing)
+    assert "not base64!" not in daemon.log.read_text()
+    # Fixed by hand: a valid Secret in a private file is enough, the VM starts by itself.
+    write_secret(daemon, "open", CLOUD_INIT, {"userData": "#cloud-config\n"})
+    daemon.write_vm("open", provisioning={"type": "UserDataRef",
+                                          "userDataRef": {"kind": "Secret", "name": "open"}})
     daemon.wait_phase("open", "Running", 60)
+    assert daemon.vm("steady")["status"]["pid"] == pid
+
+
+def test_unreadable_secret_file(daemon):
+    """vmletd without CAP_DAC_OVERRIDE (as a hardened unit may run it) cannot open a root
+    Secret of mode 0000: the VM says so; once the file is readable, it starts."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop capabilities with setpriv")
+    daemon.guest_disk("locked-root")
+    path = write_secret(daemon, "locked", CLOUD_INIT, {"userData": "#cloud-config\n"}, mode=0)
+    daemon.write_vm("locked", provisioning={"type": "UserDataRef",
+                                            "userDataRef": {"kind": "Secret", "name": "locked"}})
+    daemon.start(wrapper=["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                          "--inh-caps=-all"])
+    vm = wait_reason(daemon, "locked", 'spec.provisioning.userDataRef: Secret "locked" was '
+                                       f"refused: {path}: cannot open: Permission denied")
+    assert vm["status"]["phase"] == "Pending"
+    os.chmod(path, 0o600)
+    daemon.wait_phase("locked", "Running", 60)
 
 
 def test_running_vm_survives_a_broken_edit(daemon):
