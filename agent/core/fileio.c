@@ -10,10 +10,18 @@
 gboolean vmlet_read_fd_bounded(int fd, const char *name, gsize max_bytes, char **out_contents,
                                gsize *out_length, GError **error)
 {
-  g_autofree char *buf = g_malloc(max_bytes + 2);
-  gsize len = 0;
+  /* The buffer grows with what is read: a limit of 1 MiB must not cost 1 MiB per small
+   * file (every reload reads every drop-in; glibc serves such blocks from the heap once its
+   * mmap threshold has adapted, and the daemon's RSS kept them). Reading up to
+   * max_bytes + 1 still catches a file over the limit, or one that grew after fstat. */
+  gsize cap = MIN(max_bytes + 2, (gsize)4096), len = 0;
+  g_autofree char *buf = g_malloc(cap);
   for (;;) {
-    ssize_t n = read(fd, buf + len, max_bytes + 1 - len);
+    if (len + 1 == cap && cap < max_bytes + 2) {
+      cap = MIN(cap * 2, max_bytes + 2);
+      buf = g_realloc(buf, cap);
+    }
+    ssize_t n = read(fd, buf + len, MIN(cap - 1, max_bytes + 1) - len);
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0) {
@@ -102,8 +110,8 @@ static gboolean write_all(int fd, const char *data, gsize len)
   return TRUE;
 }
 
-gboolean vmlet_write_file_atomic(const char *path, const void *data, gsize len, mode_t mode,
-                                 GError **error)
+static gboolean write_atomic(const char *path, const void *data, gsize len, mode_t mode,
+                             gboolean sync, GError **error)
 {
   g_autofree char *dir = g_path_get_dirname(path);
   g_autofree char *base = g_path_get_basename(path);
@@ -122,7 +130,7 @@ gboolean vmlet_write_file_atomic(const char *path, const void *data, gsize len, 
     return FALSE;
   }
   /* open() applies the umask; the mode asked for is the mode wanted. */
-  if (fchmod(fd, mode) < 0 || !write_all(fd, data, len) || fsync(fd) < 0) {
+  if (fchmod(fd, mode) < 0 || !write_all(fd, data, len) || (sync && fsync(fd) < 0)) {
     int e = errno;
     unlink(tmp);
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: cannot write: %s", path, g_strerror(e));
@@ -136,10 +144,35 @@ gboolean vmlet_write_file_atomic(const char *path, const void *data, gsize len, 
                 g_strerror(e));
     return FALSE;
   }
+  if (!sync)
+    return TRUE;
   /* The rename is durable only once the directory entry is. */
   vmlet_autofd dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0 || fsync(dfd) < 0) {
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: cannot sync its directory: %s", path,
+                g_strerror(errno));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean vmlet_write_file_atomic(const char *path, const void *data, gsize len, mode_t mode,
+                                 GError **error)
+{
+  return write_atomic(path, data, len, mode, TRUE, error);
+}
+
+gboolean vmlet_write_file_atomic_nosync(const char *path, const void *data, gsize len,
+                                        mode_t mode, GError **error)
+{
+  return write_atomic(path, data, len, mode, FALSE, error);
+}
+
+gboolean vmlet_sync_fs(const char *path, GError **error)
+{
+  vmlet_autofd fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0 || syncfs(fd) < 0) {
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: cannot sync its file system: %s", path,
                 g_strerror(errno));
     return FALSE;
   }

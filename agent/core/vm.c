@@ -24,7 +24,12 @@
 
 /* QEMU creates its QMP socket within ~65 ms of exec here; 10 s covers a loaded host. */
 #define QMP_CONNECT_TIMEOUT_MS 10000
+/* Polled, not watched: a fresh QEMU's socket appears tens of ms after exec, and a start is
+ * Running that much sooner the finer the poll (tests/bench/bench_daemon.py). 2 ms for the
+ * first second, then 20 ms so a slow host is not flooded with connects. */
+#define QMP_CONNECT_RETRY_FAST_MS 2
 #define QMP_CONNECT_RETRY_MS 20
+#define QMP_CONNECT_FAST_S 1
 /* After `quit` (or a forced stop), how long QEMU gets before SIGKILL. */
 #define QUIT_TIMEOUT_S 10
 /* Crash-loop backoff: 1 s doubling to 5 min; reset after 10 min of stable running. */
@@ -192,10 +197,13 @@ static void save(VmletVm *vm)
   g_autoptr(GError) error = NULL;
   /* The VM keeps running; the next successful save catches up. Until then the failure is
    * its own condition: a restarted agent could not re-adopt this VM from a stale record. */
-  if (vmlet_vm_record_save(vm->rec, vm->env->node->state_dir, &error))
+  gboolean defer = vm->env->defer_sync && vm->rec->proc.pid == 0;
+  if (vmlet_vm_record_save(vm->rec, vm->env->node->state_dir, !defer, &error)) {
     g_clear_pointer(&vm->save_error, g_free);
-  else
+    vm->env->sync_pending = vm->env->sync_pending || defer;
+  } else {
     set_str(&vm->save_error, error->message);
+  }
 }
 
 static void changed(VmletVm *vm)
@@ -595,7 +603,11 @@ static void on_qmp_connected(GObject *src, GAsyncResult *res, gpointer data)
   }
   if (!qmp) {
     if (g_get_monotonic_time() < vm->connect_deadline_us) {
-      vm->connect_retry = g_timeout_add(QMP_CONNECT_RETRY_MS, try_connect, vm);
+      gint64 waited_us = g_get_monotonic_time() - (vm->connect_deadline_us -
+                                                   (gint64)QMP_CONNECT_TIMEOUT_MS * 1000);
+      guint ms = waited_us < QMP_CONNECT_FAST_S * G_USEC_PER_SEC ? QMP_CONNECT_RETRY_FAST_MS
+                                                                 : QMP_CONNECT_RETRY_MS;
+      vm->connect_retry = g_timeout_add(ms, try_connect, vm);
       return;
     }
     g_free(vm->last_exit);

@@ -34,6 +34,12 @@ typedef enum {
 typedef struct {
   VmletNode *node;
   VmletInventory *inv;
+  /* Set by the manager while it reloads: a record of a VM without a QEMU is then written
+   * without fsync (sync_pending set), and the manager syncs the state dir's file system
+   * once at the end. Such a record can be derived from the drop-ins again; a record with a
+   * pid is always synced before the change is reported. */
+  gboolean defer_sync;
+  gboolean sync_pending;
 } VmletVmEnv;
 
 #define VMLET_TYPE_VM (vmlet_vm_get_type())

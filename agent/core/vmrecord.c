@@ -64,7 +64,8 @@ void vmlet_vm_record_transition(VmletVmRecord *r, const char *phase, gint64 wall
   r->phase = g_strdup(phase);
 }
 
-gboolean vmlet_vm_record_save(const VmletVmRecord *r, const char *state_dir, GError **error)
+gboolean vmlet_vm_record_save(const VmletVmRecord *r, const char *state_dir, gboolean sync,
+                              GError **error)
 {
   g_autofree char *dir = g_build_filename(state_dir, "vms", NULL);
   if (g_mkdir_with_parents(dir, 0700) < 0) {
@@ -113,7 +114,8 @@ gboolean vmlet_vm_record_save(const VmletVmRecord *r, const char *state_dir, GEr
   g_autoptr(JsonNode) root = json_builder_get_root(b);
   g_autofree char *text = json_to_string(root, TRUE);
   g_autofree char *path = vmlet_vm_record_path(state_dir, r->namespace, r->name);
-  return vmlet_write_file_atomic(path, text, strlen(text), 0600, error);
+  return sync ? vmlet_write_file_atomic(path, text, strlen(text), 0600, error)
+              : vmlet_write_file_atomic_nosync(path, text, strlen(text), 0600, error);
 }
 
 VmletVmRecord *vmlet_vm_record_load(const char *path, GError **error)

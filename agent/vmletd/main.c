@@ -1,6 +1,8 @@
 /* vmletd: the per-node daemon. Option parsing only; the work is in agent-core. */
 #include <locale.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "node.h"
@@ -8,6 +10,13 @@
 
 int main(int argc, char **argv)
 {
+  /* GLib 2.74's slice allocator keeps freed blocks in magazines of its own, so what a
+   * reload frees never leaves the daemon (about 1 MiB of RSS with 100 VMs); through malloc,
+   * manager.c's malloc_trim returns it (GLib >= 2.76 always uses malloc). GSlice reads
+   * G_SLICE during the libraries' constructors, before main: so the daemon sets it and
+   * executes itself once more (same pid, so systemd and sd_notify see no difference). */
+  if (!getenv("G_SLICE") && setenv("G_SLICE", "always-malloc", 1) == 0)
+    execv("/proc/self/exe", argv); /* on failure, run with GSlice as it is */
   setlocale(LC_ALL, "");
   g_autofree char *config = NULL;
   VmletDaemonOptions opts = {.api_group = g_strdup("vmlet")};
