@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <malloc.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -41,6 +42,7 @@ struct _VmletApi {
   char *socket_path;
   gid_t group;
   gboolean have_group;
+  guint trim_source;
 };
 
 static void respond_json(SoupServerMessage *msg, guint status, JsonNode *node)
@@ -510,6 +512,24 @@ static void handle(SoupServer *server, SoupServerMessage *msg, const char *path,
   respond_error(msg, 404, "NotFound", "unknown path");
 }
 
+static gboolean on_trim(gpointer data)
+{
+  VmletApi *api = data;
+  api->trim_source = 0;
+  malloc_trim(0);
+  return G_SOURCE_REMOVE;
+}
+
+/* A list of many VMs is built as a JSON tree and a string and then freed; without a trim
+ * the freed pages stay in the daemon's RSS (100 VMs polled: +0.8 MiB). Once per second at
+ * most, after the requests of that second. */
+static void on_request_finished(SoupServer *server, SoupServerMessage *msg, gpointer data)
+{
+  VmletApi *api = data;
+  if (!api->trim_source)
+    api->trim_source = g_timeout_add(1000, on_trim, api);
+}
+
 VmletApi *vmlet_api_new(VmletManager *mgr, const char *socket_path, const char *group,
                         GError **error)
 {
@@ -554,6 +574,7 @@ VmletApi *vmlet_api_new(VmletManager *mgr, const char *socket_path, const char *
   chmod(socket_path, 0660);
   api->server = soup_server_new("server-header", "vmletd", NULL);
   soup_server_add_handler(api->server, NULL, handle, api, NULL);
+  g_signal_connect(api->server, "request-finished", G_CALLBACK(on_request_finished), api);
   if (!soup_server_listen_socket(api->server, sock, 0, error)) {
     g_prefix_error(error, "%s: ", socket_path);
     return NULL;
@@ -569,7 +590,9 @@ void vmlet_api_free(VmletApi *api)
     g_clear_signal_handler(&api->changed_id, api->mgr);
     g_clear_signal_handler(&api->removed_id, api->mgr);
   }
+  g_clear_handle_id(&api->trim_source, g_source_remove);
   if (api->server) {
+    g_signal_handlers_disconnect_by_data(api->server, api);
     soup_server_disconnect(api->server);
     g_object_unref(api->server);
   }
