@@ -78,6 +78,7 @@ struct _VmletVm {
   gboolean restart_after_stop;
   gboolean guest_shutdown;
   gboolean grace_expired;
+  gboolean unsynced_save;  /* the next save may skip fsync (see on_cont) */
   gboolean deleting;
   guint grace_timer, kill_timer, backoff_timer;
   guint backoff_s;
@@ -197,10 +198,12 @@ static void save(VmletVm *vm)
   g_autoptr(GError) error = NULL;
   /* The VM keeps running; the next successful save catches up. Until then the failure is
    * its own condition: a restarted agent could not re-adopt this VM from a stale record. */
-  gboolean defer = vm->env->defer_sync && vm->rec->proc.pid == 0;
-  if (vmlet_vm_record_save(vm->rec, vm->env->node->state_dir, !defer, &error)) {
+  gboolean batched = vm->env->defer_sync && vm->rec->proc.pid == 0;
+  gboolean sync = !batched && !vm->unsynced_save;
+  vm->unsynced_save = FALSE;
+  if (vmlet_vm_record_save(vm->rec, vm->env->node->state_dir, sync, &error)) {
     g_clear_pointer(&vm->save_error, g_free);
-    vm->env->sync_pending = vm->env->sync_pending || defer;
+    vm->env->sync_pending = vm->env->sync_pending || batched;
   } else {
     set_str(&vm->save_error, error->message);
   }
@@ -561,7 +564,13 @@ static void on_cont(GObject *src, GAsyncResult *res, gpointer data)
   if (vm->spawn_mono_us)
     vm->rec->launch_us = vm->running_since_mono_us - vm->spawn_mono_us;
   g_clear_pointer(&vm->last_exit, g_free);
+  /* Running changes the record's phase and history only: its pid was synced at Starting.
+   * The rename keeps the write atomic for a restarted vmletd; an fsync would only guard
+   * against a host crash, which ends this QEMU too, and it delayed every start by a disk
+   * flush (tests/bench/bench_daemon.py). */
+  vm->unsynced_save = TRUE;
   set_phase(vm, VM_PHASE_RUNNING);
+  vm->unsynced_save = FALSE;
   complete_ops(vm, VM_OP_START, OP_COMPLETED, NULL);
   complete_ops(vm, VM_OP_RESTART, OP_COMPLETED, NULL);
 }
