@@ -441,7 +441,7 @@ static void operations(VmletApi *api, SoupServerMessage *msg, const char *method
     return;
   }
   /* Created even when refused: the operation says Failed and why, like DVP's. */
-  g_autofree char *uid = vmlet_vm_operate(vm, (VmOpType)type, force);
+  g_free(vmlet_vm_operate(vm, (VmOpType)type, force)); /* it is the newest operation */
   g_autoptr(JsonNode) ops = vmlet_vm_operations_json(vm);
   JsonArray *arr = json_node_get_array(ops);
   respond_json(msg, 201, json_array_get_element(arr, json_array_get_length(arr) - 1));

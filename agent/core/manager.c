@@ -358,7 +358,7 @@ static void reload(VmletManager *mgr)
   for (guint i = 0; i < loaded->len; i++) {
     LoadedVm *l = loaded->pdata[i];
     g_autoptr(VmletDiag) d = vmlet_diag_new(vmlet_vm_get_source(l->vm));
-    g_autoptr(VmPlan) plan = vm_plan_build(l->spec, mgr->env.inv, mgr->env.node, d);
+    vm_plan_unref(vm_plan_build(l->spec, mgr->env.inv, mgr->env.node, d));
     g_auto(GStrv) lines = vmlet_diag_warning_lines(d);
     for (guint k = 0; lines[k]; k++)
       g_ptr_array_add(l->warnings, g_strdup(lines[k]));
