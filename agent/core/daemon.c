@@ -118,5 +118,9 @@ int vmlet_daemon_run(VmletNode *node, const VmletDaemonOptions *opts)
   g_clear_handle_id(&st.status_idle, g_source_remove);
   g_signal_handlers_disconnect_by_data(mgr, &st);
   vmlet_log(LOG_INFO, NULL, "stopping; running VMs keep running");
+  /* libsoup lets go of its clients' connections from the main loop: give it the turns. */
+  g_clear_pointer(&api, vmlet_api_free);
+  while (g_main_context_iteration(NULL, FALSE))
+    ;
   return 0;
 }

@@ -21,7 +21,9 @@ VmletVmRecord *vmlet_vm_record_new(const char *namespace, const char *name)
   r->namespace = g_strdup(namespace);
   r->name = g_strdup(name);
   r->phase = g_strdup("Pending");
-  r->transitions = json_node_init_array(json_node_alloc(), json_array_new());
+  /* json_node_init_array takes a reference of its own: the new array's is dropped. */
+  g_autoptr(JsonArray) transitions = json_array_new();
+  r->transitions = json_node_init_array(json_node_alloc(), transitions);
   r->created_us = g_get_real_time();
   return r;
 }
