@@ -1,70 +1,121 @@
-"""Renders tests/golden/seed-linux-vm.json on a scratch node and boots the test guest."""
-import json
+"""vmletd on a scratch node running the DVP guide's linux-vm, as a new user would try it.
+
+Starts vmletd with a scratch vmlet.conf, applies tests/seed/linux-vm.yaml (the guide's
+first example, verbatim; the tiny test guest stands in for its Ubuntu disk), shows
+`vmlet get` with the VM Running and the guest's serial console (it prints the cloud-init
+user-data it received), stops the VM through the ACPI button and cleans everything up.
+"""
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 
 SOURCE = pathlib.Path(__file__).resolve().parents[1]
+BUILD = SOURCE / "build"
 sys.path.insert(0, str(SOURCE / "tests" / "integration"))
-from vmrun import Node, make_cidata, start  # noqa: E402
+from vmrun import Console  # noqa: E402
+
+T0 = time.monotonic()
+
+
+def say(text=""):
+    print(f"[{time.monotonic() - T0:5.1f}s] {text}" if text else "", flush=True)
+
+
+def vmlet(conf, *args, show=True):
+    if show:
+        say(f"$ vmlet {' '.join(args)}")
+    r = subprocess.run([str(BUILD / "agent" / "vmlet"), *args, "-c", str(conf)],
+                       capture_output=True, text=True)
+    if show:
+        for line in (r.stdout + r.stderr).splitlines():
+            print(f"         {line}")
+    if r.returncode != 0:
+        raise RuntimeError(f"vmlet {' '.join(args)} failed: {r.stderr}")
+    return r.stdout
+
+
+def phase(conf):
+    out = vmlet(conf, "get", "linux-vm", "-o", "jsonpath={.status.phase}", show=False)
+    return out.strip()
+
+
+def wait_phase(conf, want, timeout):
+    deadline = time.monotonic() + timeout
+    while phase(conf) != want:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"linux-vm did not reach {want}")
+        time.sleep(0.1)
 
 
 def main(guest_dir):
-    t_start = time.monotonic()
     root = pathlib.Path(tempfile.mkdtemp(prefix="vmlet-demo-", dir="/tmp"))
-    node = Node(root, SOURCE / "build" / "agent" / "vmlet")
-    seed = SOURCE / "tests" / "golden" / "seed-linux-vm.json"
-    spec = json.loads(seed.read_text())
-    print(f"scratch node: {root}")
-    print(f"VM spec: {seed.relative_to(SOURCE)} (the DVP guide's linux-vm example as JSON)")
+    etc = root / "etc"
+    for d in ("vms.d", "disks.d", "images.d", "classes.d", "secrets.d"):
+        (etc / d).mkdir(parents=True)
+    conf = root / "vmlet.conf"
+    conf.write_text(f"[node]\nname=demo-node\n[paths]\nrun-dir={root}/run\n"
+                    f"state-dir={root}/state\nconfig-dir={etc}\n"
+                    f"profiles-dir={SOURCE}/qemu-profiles\n")
+    say(f"scratch node {root} (vmlet.conf, drop-ins, state); every vmlet below runs with "
+        f"-c {conf}")
 
+    # The guide's VM boots from VirtualDisk linux-vm-root: here the test guest's image.
     disk = root / "state" / "disks" / "default" / "linux-vm-root.qcow2"
     disk.parent.mkdir(parents=True)
     subprocess.run(["qemu-img", "convert", "-q", "-O", "qcow2", str(guest_dir / "guest.iso"),
                     str(disk)], check=True)
-    node.add_dropin("disks.d", {"apiVersion": "virtualization.deckhouse.io/v1alpha2",
-                                "kind": "VirtualDisk", "metadata": {"name": "linux-vm-root"}})
-    print(f"VirtualDisk linux-vm-root: {disk} (the test guest, bootable through the BIOS)")
+    (etc / "disks.d" / "linux-vm-root.json").write_text(
+        '{"apiVersion": "virtualization.deckhouse.io/v1alpha2", "kind": "VirtualDisk",'
+        ' "metadata": {"name": "linux-vm-root"}}\n')
+    say(f"VirtualDisk linux-vm-root: {disk} (the test guest standing in for Ubuntu)")
 
-    argv, warnings = node.render(seed)
-    print(f"\n$ vmlet render -c {node.conf} {seed.name}")
-    for a in argv:
-        print(f"  {a}")
-    if warnings:
-        print(warnings, end="")
-
-    cidata = pathlib.Path(next(json.loads(a)["filename"] for a in argv
-                               if '"node-name":"cidata-file"' in a))
-    cidata.parent.mkdir(parents=True, exist_ok=True)
-    make_cidata(cidata, spec["spec"]["provisioning"]["userData"],
-                "instance-id: linux-vm\nlocal-hostname: linux-vm\n")
-
-    print("\nstarting QEMU paused (-S), attaching the serial console, then QMP cont")
-    t0 = time.monotonic()
-
-    def show(line):
-        if line.strip():
-            print(f"  [{time.monotonic() - t0:5.1f}s] console: {line}", flush=True)
-
-    qemu, console = start(argv, root / "qemu.log", echo=show)
+    say(f"$ vmletd -c {conf} &")
+    log = open(root / "vmletd.log", "wb")
+    daemon = subprocess.Popen([str(BUILD / "agent" / "vmletd"), "-c", str(conf)],
+                              stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    console = None
     try:
+        deadline = time.monotonic() + 20
+        while subprocess.run([str(BUILD / "agent" / "vmlet"), "get", "-c", str(conf)],
+                             capture_output=True).returncode != 0:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((root / "vmletd.log").read_text())
+            time.sleep(0.05)
+
+        vmlet(conf, "apply", "-f", str(SOURCE / "tests" / "seed" / "linux-vm.yaml"))
+        wait_phase(conf, "Running", 60)
+        vmlet(conf, "get")
+        # Serial output with nobody attached is dropped: attach before the guest boots.
+        console = Console(str(root / "run" / "vms" / "default.linux-vm" / "console.sock"),
+                          echo=lambda line: say(f"console: {line}") if line.strip() else None)
         console.wait_for("VMLET-GUEST-BOOT-OK", 90)
-        console.wait_for("VMLET-CIDATA-OK", 20)
-        console.wait_for("VMLET-TICK", 20)
-        print("guest is up; sending the ACPI power button (QMP system_powerdown)")
-        qemu.qmp.cmd("system_powerdown")
-        console.wait_for("VMLET-ACPI-POWERDOWN", 30)
-        while qemu.qmp.cmd("query-status")["status"] != "shutdown":
-            time.sleep(0.1)
-        print(f"guest powered off after {time.monotonic() - t0:.1f}s; QEMU status: shutdown")
+        console.wait_for("VMLET-CIDATA-OK", 30)
+        console.wait_for("VMLET-TICK", 30)
+        vmlet(conf, "get", "linux-vm", "-o", "wide")
+
+        vmlet(conf, "stop", "linux-vm")
+        console.wait_for("VMLET-ACPI-POWERDOWN", 60)
+        wait_phase(conf, "Stopped", 60)
+        console.echo = None
+        vmlet(conf, "get")
     finally:
-        console.close()
-        qemu.close()
+        if console:
+            console.close()
+        # vmletd never stops VMs when it exits: after a failure, stop the VM first.
+        try:
+            if phase(conf) not in ("Stopped", "Pending"):
+                vmlet(conf, "stop", "linux-vm", "--force", show=False)
+                wait_phase(conf, "Stopped", 30)
+        except (RuntimeError, TimeoutError) as e:
+            say(f"cleanup: {e}")
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
         shutil.rmtree(root, ignore_errors=True)
-    print(f"demo done in {time.monotonic() - t_start:.1f}s")
+    say("done: vmletd stopped, scratch node removed")
 
 
 if __name__ == "__main__":

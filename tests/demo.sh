@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# vmlet's main job on an embedded default: render the DVP guide's linux-vm example into a
-# QEMU command line and boot the tiny test guest with exactly that line, printing what
-# happens. Installs what is missing and builds first.
+# vmlet as a new user meets it: vmletd on a scratch node runs the DVP guide's linux-vm
+# (tests/seed/linux-vm.yaml applied with `vmlet apply`, the tiny test guest standing in for
+# its Ubuntu disk), `vmlet get` shows it Running, the guest's console shows the cloud-init
+# user-data it received, then `vmlet stop` and clean-up. Installs what is missing and
+# builds first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/setup.sh

@@ -28,7 +28,8 @@ echo "== integration tests with real QEMU (TCG) and the test guest"
 echo "== vmletd and the CLI again, built with the sanitizers (reports fail the run)"
 mkdir -p "$results/asan"
 VMLET_BUILD_DIR=build-asan \
-  ASAN_OPTIONS="detect_leaks=1:log_path=$results/asan/asan" \
+  ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0:log_path=$results/asan/asan" \
+  LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0" \
   UBSAN_OPTIONS="print_stacktrace=1:log_path=$results/asan/ubsan" \
   /usr/bin/python3 -m pytest tests/integration/test_daemon.py tests/integration/test_cli.py \
   tests/integration/test_changes.py tests/integration/test_resources.py \

@@ -1,7 +1,8 @@
 """Counts test results from meson's testlog.json files and pytest's JUnit XML.
 
 A meson test using the TAP protocol counts once per TAP case ("ok N" / "not ok N"), so a
-golden suite of 56 cases counts 56; other meson tests count once. Prints the totals and
+golden suite of 56 cases counts 56, and a case marked "# SKIP" counts as skipped, not
+passed; other meson tests count once. Prints the totals and
 exits non-zero when anything failed or a result file is missing.
 """
 import json
@@ -9,7 +10,9 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 
-TAP = re.compile(r"^(not ok|ok) \d+")
+TAP = re.compile(r"^(not ok|ok)\b(.*)$")
+# TAP's directive: "ok 3 /x # SKIP reason" (GLib's g_test_skip), case-insensitive.
+TAP_SKIP = re.compile(r"#\s*skip\b", re.I)
 TAP_PLAN = re.compile(r"^1\.\.\d+$", re.M)
 
 
@@ -20,14 +23,16 @@ def meson_counts(path):
             t = json.loads(line)
             result = t["result"]
             out = t.get("stdout", "")
-            cases = [TAP.match(l).group(1) for l in out.splitlines() if TAP.match(l)]
+            cases = [TAP.match(l).groups() for l in out.splitlines() if TAP.match(l)]
             if TAP_PLAN.search(out) and cases:
-                ok = sum(1 for c in cases if c == "ok")
-                bad = len(cases) - ok
-                if result not in ("OK", "EXPECTEDFAIL") and bad == 0:
+                skip = sum(1 for c, rest in cases if c == "ok" and TAP_SKIP.search(rest))
+                ok = sum(1 for c, _ in cases if c == "ok") - skip
+                bad = len(cases) - ok - skip
+                if result not in ("OK", "EXPECTEDFAIL", "SKIP") and bad == 0:
                     bad = 1  # crashed after its last reported case
                 passed += ok
                 failed += bad
+                skipped += skip
             elif result == "OK":
                 passed += 1
             elif result == "SKIP":

@@ -7,14 +7,21 @@
 
 #include "vmlet-error.h"
 
-/* Reads fd to its end into a NUL-terminated buffer, refusing more than max_bytes. */
-static gboolean read_fd_bounded(int fd, const char *name, gsize max_bytes, char **out_contents,
-                                gsize *out_length, GError **error)
+gboolean vmlet_read_fd_bounded(int fd, const char *name, gsize max_bytes, char **out_contents,
+                               gsize *out_length, GError **error)
 {
-  g_autofree char *buf = g_malloc(max_bytes + 2);
-  gsize len = 0;
+  /* The buffer grows with what is read: a limit of 1 MiB must not cost 1 MiB per small
+   * file (every reload reads every drop-in; glibc serves such blocks from the heap once its
+   * mmap threshold has adapted, and the daemon's RSS kept them). Reading up to
+   * max_bytes + 1 still catches a file over the limit, or one that grew after fstat. */
+  gsize cap = MIN(max_bytes + 2, (gsize)4096), len = 0;
+  g_autofree char *buf = g_malloc(cap);
   for (;;) {
-    ssize_t n = read(fd, buf + len, max_bytes + 1 - len);
+    if (len + 1 == cap && cap < max_bytes + 2) {
+      cap = MIN(cap * 2, max_bytes + 2);
+      buf = g_realloc(buf, cap);
+    }
+    ssize_t n = read(fd, buf + len, MIN(cap - 1, max_bytes + 1) - len);
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0) {
@@ -38,34 +45,46 @@ static gboolean read_fd_bounded(int fd, const char *name, gsize max_bytes, char 
   return TRUE;
 }
 
-gboolean vmlet_read_file_bounded(const char *path, gsize max_bytes, char **out_contents,
-                                 gsize *out_length, GError **error)
+int vmlet_open_regular(const char *path, gsize max_bytes, struct stat *out_stat, GError **error)
 {
   vmlet_autofd fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
     int e = errno;
     g_set_error(error, VMLET_ERROR, e == ENOENT ? VMLET_ERROR_NOT_FOUND : VMLET_ERROR_IO,
                 "%s: cannot open: %s", path, g_strerror(e));
-    return FALSE;
+    return -1;
   }
   struct stat st;
   if (fstat(fd, &st) < 0) {
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: cannot stat: %s", path,
                 g_strerror(errno));
-    return FALSE;
+    return -1;
   }
   if (!S_ISREG(st.st_mode)) {
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID, "%s: expected a regular file", path);
-    return FALSE;
+    return -1;
   }
   if ((guint64)st.st_size > max_bytes) {
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_TOO_LARGE,
                 "%s: file is %" G_GUINT64_FORMAT " bytes, the limit is %" G_GSIZE_FORMAT, path,
                 (guint64)st.st_size, max_bytes);
-    return FALSE;
+    return -1;
   }
+  *out_stat = st;
+  int ret = fd;
+  fd = -1;
+  return ret;
+}
+
+gboolean vmlet_read_file_bounded(const char *path, gsize max_bytes, char **out_contents,
+                                 gsize *out_length, GError **error)
+{
+  struct stat st;
+  vmlet_autofd fd = vmlet_open_regular(path, max_bytes, &st, error);
+  if (fd < 0)
+    return FALSE;
   /* Read up to max_bytes + 1 so a file that grew after fstat is still caught. */
-  return read_fd_bounded(fd, path, max_bytes, out_contents, out_length, error);
+  return vmlet_read_fd_bounded(fd, path, max_bytes, out_contents, out_length, error);
 }
 
 gboolean vmlet_read_file_or_stdin(const char *path, gsize max_bytes, char **out_contents,
@@ -73,7 +92,8 @@ gboolean vmlet_read_file_or_stdin(const char *path, gsize max_bytes, char **out_
 {
   if (!g_str_equal(path, "-"))
     return vmlet_read_file_bounded(path, max_bytes, out_contents, out_length, error);
-  return read_fd_bounded(STDIN_FILENO, "<stdin>", max_bytes, out_contents, out_length, error);
+  return vmlet_read_fd_bounded(STDIN_FILENO, "<stdin>", max_bytes, out_contents, out_length,
+                               error);
 }
 
 static gboolean write_all(int fd, const char *data, gsize len)
@@ -90,8 +110,8 @@ static gboolean write_all(int fd, const char *data, gsize len)
   return TRUE;
 }
 
-gboolean vmlet_write_file_atomic(const char *path, const void *data, gsize len, mode_t mode,
-                                 GError **error)
+static gboolean write_atomic(const char *path, const void *data, gsize len, mode_t mode,
+                             gboolean sync, GError **error)
 {
   g_autofree char *dir = g_path_get_dirname(path);
   g_autofree char *base = g_path_get_basename(path);
@@ -110,7 +130,7 @@ gboolean vmlet_write_file_atomic(const char *path, const void *data, gsize len, 
     return FALSE;
   }
   /* open() applies the umask; the mode asked for is the mode wanted. */
-  if (fchmod(fd, mode) < 0 || !write_all(fd, data, len) || fsync(fd) < 0) {
+  if (fchmod(fd, mode) < 0 || !write_all(fd, data, len) || (sync && fsync(fd) < 0)) {
     int e = errno;
     unlink(tmp);
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: cannot write: %s", path, g_strerror(e));
@@ -124,10 +144,35 @@ gboolean vmlet_write_file_atomic(const char *path, const void *data, gsize len, 
                 g_strerror(e));
     return FALSE;
   }
+  if (!sync)
+    return TRUE;
   /* The rename is durable only once the directory entry is. */
   vmlet_autofd dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0 || fsync(dfd) < 0) {
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: cannot sync its directory: %s", path,
+                g_strerror(errno));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean vmlet_write_file_atomic(const char *path, const void *data, gsize len, mode_t mode,
+                                 GError **error)
+{
+  return write_atomic(path, data, len, mode, TRUE, error);
+}
+
+gboolean vmlet_write_file_atomic_nosync(const char *path, const void *data, gsize len,
+                                        mode_t mode, GError **error)
+{
+  return write_atomic(path, data, len, mode, FALSE, error);
+}
+
+gboolean vmlet_sync_fs(const char *path, GError **error)
+{
+  vmlet_autofd fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0 || syncfs(fd) < 0) {
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: cannot sync its file system: %s", path,
                 g_strerror(errno));
     return FALSE;
   }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <glib.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -24,6 +25,16 @@ static inline void vmlet_fd_close(VmletFd *fd)
 gboolean vmlet_read_file_bounded(const char *path, gsize max_bytes, char **out_contents,
                                  gsize *out_length, GError **error);
 
+/* The two halves of vmlet_read_file_bounded, for a caller that must check the file (owner,
+ * mode) before reading it: opens path (O_CLOEXEC), checks through the descriptor that it
+ * is a regular file of at most max_bytes and fills *out_stat from that same descriptor, so
+ * what is checked is what is read. Returns the descriptor, or -1 with error set. */
+int vmlet_open_regular(const char *path, gsize max_bytes, struct stat *out_stat, GError **error);
+/* Reads fd to its end into a NUL-terminated buffer, refusing more than max_bytes; name is
+ * used in errors. */
+gboolean vmlet_read_fd_bounded(int fd, const char *name, gsize max_bytes, char **out_contents,
+                               gsize *out_length, GError **error);
+
 /* As vmlet_read_file_bounded, with "-" meaning standard input (same bound). */
 gboolean vmlet_read_file_or_stdin(const char *path, gsize max_bytes, char **out_contents,
                                   gsize *out_length, GError **error);
@@ -34,3 +45,10 @@ gboolean vmlet_read_file_or_stdin(const char *path, gsize max_bytes, char **out_
  * temporary file is removed and path is untouched. */
 gboolean vmlet_write_file_atomic(const char *path, const void *data, gsize len, mode_t mode,
                                  GError **error);
+/* As vmlet_write_file_atomic without the fsyncs: still atomic for readers and across a
+ * crash of the writer (the rename), durable once the caller has called vmlet_sync_fs. For
+ * many files written at once, one sync of the file system instead of two per file. */
+gboolean vmlet_write_file_atomic_nosync(const char *path, const void *data, gsize len,
+                                        mode_t mode, GError **error);
+/* syncfs(2) on the file system that holds path. */
+gboolean vmlet_sync_fs(const char *path, GError **error);

@@ -3,6 +3,7 @@
 #include "strutil.h"
 
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fileio.h"
 #include "jsonval.h"
@@ -38,8 +39,9 @@ static const char *const kind_names[] = {"VirtualMachine", "VirtualDisk", "Virtu
                                          "ClusterVirtualImage", "VirtualMachineClass", "Secret",
                                          VMLET_KIND_NAME_VMBDA, NULL};
 
-/* Parses one object; records problems in d. */
-static VmletObject *parse_one(JsonObject *root, VmletDiag *d)
+/* Parses one object; records problems in d. secret_refusal: why the file this comes from
+ * may not hold a Secret (NULL when it may). */
+static VmletObject *parse_one(JsonObject *root, const char *secret_refusal, VmletDiag *d)
 {
   guint kind = 0;
   if (!jv_get_enum(d, root, "", "kind", JV_REQUIRED, kind_names, &kind))
@@ -63,7 +65,8 @@ static VmletObject *parse_one(JsonObject *root, VmletDiag *d)
     obj->klass = vm_class_parse(root, d);
     return obj->klass ? g_steal_pointer(&obj) : NULL;
   case VMLET_KIND_SECRET:
-    obj->secret = vmlet_secret_parse(root, d);
+    obj->secret = secret_refusal ? vmlet_secret_parse_refused(root, d, secret_refusal)
+                                 : vmlet_secret_parse(root, d);
     return obj->secret ? g_steal_pointer(&obj) : NULL;
   case VMLET_KIND_VMBDA:
     obj->attachment = vmlet_attachment_parse(root, d);
@@ -81,8 +84,8 @@ static void collect_warnings(const VmletDiag *d, GPtrArray *warnings)
     g_ptr_array_add(warnings, g_strdup(lines[i]));
 }
 
-GPtrArray *vmlet_objects_parse(const char *source, const char *data, gsize len,
-                               GPtrArray *warnings, GError **error)
+static GPtrArray *parse_document(const char *source, const char *data, gsize len,
+                                 const char *secret_refusal, GPtrArray *warnings, GError **error)
 {
   g_autoptr(JsonNode) root = vmlet_json_parse(source, data, (gssize)len, error);
   if (!root)
@@ -96,7 +99,7 @@ GPtrArray *vmlet_objects_parse(const char *source, const char *data, gsize len,
                      json_node_get_value_type(kind) == G_TYPE_STRING &&
                      g_str_equal(json_node_get_string(kind), "List");
   if (!is_list) {
-    VmletObject *o = parse_one(obj, all);
+    VmletObject *o = parse_one(obj, secret_refusal, all);
     collect_warnings(all, warnings);
     if (!vmlet_diag_check(all, error))
       return NULL;
@@ -117,7 +120,7 @@ GPtrArray *vmlet_objects_parse(const char *source, const char *data, gsize len,
       vmlet_diag_error(all, NULL, "items[%u]: expected an object, found %s", i, found);
       continue;
     }
-    VmletObject *o = parse_one(json_node_get_object(item), d);
+    VmletObject *o = parse_one(json_node_get_object(item), secret_refusal, d);
     collect_warnings(d, warnings);
     if (o)
       g_ptr_array_add(out, o);
@@ -129,14 +132,40 @@ GPtrArray *vmlet_objects_parse(const char *source, const char *data, gsize len,
   return g_steal_pointer(&out);
 }
 
-GPtrArray *vmlet_objects_load_file(const char *path, const char *source, GPtrArray *warnings,
+GPtrArray *vmlet_objects_parse(const char *source, const char *data, gsize len,
+                               GPtrArray *warnings, GError **error)
+{
+  return parse_document(source, data, len, NULL, warnings, error);
+}
+
+GPtrArray *vmlet_objects_load_file(const char *path, gboolean secrets_dir, GPtrArray *warnings,
                                    GError **error)
 {
+  /* Checked through the descriptor, before anything is read: the refusal, not a parse
+   * problem of the Secret (bad base64, say), is what a person is told first. */
+  struct stat st;
+  vmlet_autofd fd = vmlet_open_regular(path, VMLET_MAX_DROPIN_BYTES, &st, error);
+  if (fd < 0)
+    return NULL;
+  g_autoptr(GError) refused = NULL;
+  vmlet_secret_check_stat(path, &st, &refused);
   g_autofree char *data = NULL;
   gsize len = 0;
-  if (!vmlet_read_file_bounded(path, VMLET_MAX_DROPIN_BYTES, &data, &len, error))
+  if (!vmlet_read_fd_bounded(fd, path, VMLET_MAX_DROPIN_BYTES, &data, &len, error))
     return NULL;
-  return vmlet_objects_parse(source ? source : path, data, len, warnings, error);
+  g_autoptr(GError) parse_error = NULL;
+  GPtrArray *objs = parse_document(path, data, len, refused ? refused->message : NULL,
+                                   warnings, &parse_error);
+  if (objs)
+    return objs;
+  /* In secrets.d a file that does not parse is taken for a Secret: when it may not hold
+   * one either way, that is said first. */
+  if (refused && secrets_dir)
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID, "%s\n%s", refused->message,
+                parse_error->message);
+  else
+    g_propagate_error(error, g_steal_pointer(&parse_error));
+  return NULL;
 }
 
 VmletInventory *vmlet_inventory_new(void)
@@ -187,12 +216,20 @@ void vmlet_inventory_add(VmletInventory *inv, const VmletObject *obj)
     g_hash_table_replace(inv->classes, g_strdup(obj->klass->meta.name),
                          vm_class_ref(obj->klass));
     return;
-  case VMLET_KIND_SECRET:
-    g_hash_table_replace(inv->secrets,
-                         g_strdup_printf("%s/%s", obj->secret->meta.namespace,
-                                         obj->secret->meta.name),
-                         vmlet_secret_ref(obj->secret));
+  case VMLET_KIND_SECRET: {
+    /* A later object replaces an earlier one, a refused one included. */
+    g_autofree char *key =
+        g_strdup_printf("%s/%s", obj->secret->meta.namespace, obj->secret->meta.name);
+    if (obj->secret->refused) {
+      g_hash_table_remove(inv->secrets, key);
+      g_hash_table_replace(inv->refused_secrets, g_steal_pointer(&key),
+                           g_strdup(obj->secret->refused));
+    } else {
+      g_hash_table_remove(inv->refused_secrets, key);
+      g_hash_table_replace(inv->secrets, g_steal_pointer(&key), vmlet_secret_ref(obj->secret));
+    }
     return;
+  }
   case VMLET_KIND_VIRTUAL_DISK:
   case VMLET_KIND_VIRTUAL_IMAGE:
   case VMLET_KIND_CLUSTER_VIRTUAL_IMAGE:
@@ -210,29 +247,6 @@ void vmlet_inventory_add(VmletInventory *inv, const VmletObject *obj)
   }
 }
 
-/* A file that holds a Secret must be private; otherwise none of its objects are used, and
- * the Secrets remember why, for the Pending condition of the VMs that need them. */
-static gboolean check_secret_file(VmletInventory *inv, const char *path, GPtrArray *objs,
-                                  GPtrArray *problems)
-{
-  gboolean has_secret = FALSE;
-  for (guint j = 0; j < objs->len; j++)
-    has_secret = has_secret || ((VmletObject *)objs->pdata[j])->kind == VMLET_KIND_SECRET;
-  g_autoptr(GError) error = NULL;
-  if (!has_secret || vmlet_secret_check_file(path, &error))
-    return TRUE;
-  g_ptr_array_add(problems, g_strdup(error->message));
-  for (guint j = 0; j < objs->len; j++) {
-    VmletObject *o = objs->pdata[j];
-    if (o->kind == VMLET_KIND_SECRET)
-      g_hash_table_replace(inv->refused_secrets,
-                           g_strdup_printf("%s/%s", o->secret->meta.namespace,
-                                           o->secret->meta.name),
-                           g_strdup(error->message));
-  }
-  return FALSE;
-}
-
 /* Directory listings are bounded too: a runaway generator must not exhaust the daemon. */
 #define VMLET_MAX_DROPINS_PER_DIR 4096
 
@@ -246,6 +260,8 @@ void vmlet_inventory_load_dir(VmletInventory *inv, const char *dir, GPtrArray *p
       g_ptr_array_add(problems, g_strdup_printf("%s: %s", dir, error->message));
     return;
   }
+  g_autofree char *base = g_path_get_basename(dir);
+  gboolean secrets_dir = g_str_equal(base, "secrets.d");
   g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
   const char *name;
   while ((name = g_dir_read_name(d))) {
@@ -262,13 +278,12 @@ void vmlet_inventory_load_dir(VmletInventory *inv, const char *dir, GPtrArray *p
   for (guint i = 0; i < names->len; i++) {
     g_autofree char *path = g_build_filename(dir, names->pdata[i], NULL);
     g_autoptr(GError) err = NULL;
-    g_autoptr(GPtrArray) objs = vmlet_objects_load_file(path, path, warnings, &err);
+    g_autoptr(GPtrArray) objs = vmlet_objects_load_file(path, secrets_dir, warnings, &err);
     if (!objs) {
       g_ptr_array_add(problems, g_strdup(err->message));
       /* A Secret that does not even load (bad base64, ...) is known by its file name, so
        * the VMs that need it can say why it is missing. */
-      g_autofree char *base = g_path_get_basename(dir);
-      if (g_str_equal(base, "secrets.d")) {
+      if (secrets_dir) {
         g_autofree char *stem = g_strndup(names->pdata[i], strlen(names->pdata[i]) - 5);
         g_hash_table_replace(inv->refused_secrets,
                              g_strdup_printf("%s/%s", VMLET_DEFAULT_NAMESPACE, stem),
@@ -287,11 +302,11 @@ void vmlet_inventory_load_dir(VmletInventory *inv, const char *dir, GPtrArray *p
       }
       continue;
     }
-    if (!check_secret_file(inv, path, objs, problems))
-      continue;
     for (guint j = 0; j < objs->len; j++) {
       VmletObject *o = objs->pdata[j];
       vmlet_inventory_add(inv, o);
+      if (o->kind == VMLET_KIND_SECRET && o->secret->refused)
+        g_ptr_array_add(problems, g_strdup(o->secret->refused));
       /* The API deletes an attachment by removing the file it came from. */
       if (o->kind == VMLET_KIND_VMBDA)
         g_hash_table_replace(inv->attachment_sources,

@@ -41,7 +41,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmletObject, vmlet_object_free)
  * every problem is in error, one per line, each naming source and JSON path. */
 GPtrArray *vmlet_objects_parse(const char *source, const char *data, gsize len,
                                GPtrArray *warnings, GError **error);
-GPtrArray *vmlet_objects_load_file(const char *path, const char *source, GPtrArray *warnings,
+/* Loads a drop-in file. A Secret is accepted only from a file that passes
+ * vmlet_secret_check_stat, in whatever directory (secrets.d, or a List in vms.d): the check
+ * is made on the opened descriptor before anything is read, and a Secret in a file that
+ * fails it comes back refused (VmletSecret.refused, its data not decoded), so the VMs that
+ * need it say why. secrets_dir: the file is in secrets.d, so one that fails the check and
+ * does not parse either is reported with the refusal first. */
+GPtrArray *vmlet_objects_load_file(const char *path, gboolean secrets_dir, GPtrArray *warnings,
                                    GError **error);
 
 /* The objects a VM refers to, by kind/namespace/name. */
@@ -62,10 +68,13 @@ void vmlet_inventory_free(VmletInventory *inv);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmletInventory, vmlet_inventory_free)
 
 /* Adds a class, disk, image, Secret or attachment (VMs are ignored); a later object
- * replaces an earlier one. */
+ * replaces an earlier one. A refused Secret is remembered as refused (vmlet_inventory_secret
+ * says why). */
 void vmlet_inventory_add(VmletInventory *inv, const VmletObject *obj);
 /* Loads every *.json in dir (sorted). A file that fails is reported in problems and
- * skipped: one broken drop-in never hides the others. A missing dir is not a problem. */
+ * skipped: one broken drop-in never hides the others. A missing dir is not a problem. In a
+ * directory named secrets.d a file that fails is also remembered as a refused Secret named
+ * after the file, since its metadata could not be read. */
 void vmlet_inventory_load_dir(VmletInventory *inv, const char *dir, GPtrArray *problems,
                               GPtrArray *warnings);
 VmClass *vmlet_inventory_class(VmletInventory *inv, const char *name);

@@ -284,6 +284,41 @@ void vm_plan_topology(guint cores, guint *sockets, guint *cores_per_socket)
   *cores_per_socket = cores / *sockets;
 }
 
+/* A warning, not a refusal: cloud-init itself decides what it accepts. Inline user-data
+ * and a UserDataRef Secret's userData get the same check; the warnings quote positions and
+ * libyaml's fixed texts, never the content, so a Secret's value does not leak. A Secret that
+ * is missing or unusable is not a warning here: starting the VM reports it. */
+static void check_user_data(const VmSpec *spec, VmletInventory *inv, VmletDiag *d)
+{
+  g_autoptr(GPtrArray) warnings = g_ptr_array_new_with_free_func(g_free);
+  switch (spec->provisioning) {
+  case VM_PROVISIONING_USER_DATA:
+    vmlet_user_data_check(spec->user_data, strlen(spec->user_data), warnings);
+    for (guint i = 0; i < warnings->len; i++)
+      vmlet_diag_warn(d, "spec.provisioning.userData", "%s", (char *)warnings->pdata[i]);
+    return;
+  case VM_PROVISIONING_USER_DATA_REF: {
+    VmletSecret *secret = vmlet_inventory_secret(inv, spec->meta.namespace,
+                                                 spec->provisioning_secret, NULL);
+    GBytes *ud = secret && g_strcmp0(secret->type, VMLET_SECRET_TYPE_CLOUD_INIT) == 0
+                     ? g_hash_table_lookup(secret->data, "userData")
+                     : NULL;
+    if (!ud)
+      return;
+    gsize len = 0;
+    const char *data = g_bytes_get_data(ud, &len);
+    vmlet_user_data_check(data, len, warnings);
+    for (guint i = 0; i < warnings->len; i++)
+      vmlet_diag_warn(d, "spec.provisioning.userDataRef", "Secret \"%s\": %s",
+                      spec->provisioning_secret, (char *)warnings->pdata[i]);
+    return;
+  }
+  case VM_PROVISIONING_SYSPREP_REF:
+  case VM_PROVISIONING_NONE:
+    return;
+  }
+}
+
 VmPlan *vm_plan_build(VmSpec *spec, VmletInventory *inv, const VmletNode *node, VmletDiag *d)
 {
   g_return_val_if_fail(node->accel != VMLET_ACCEL_AUTO, NULL);
@@ -335,13 +370,7 @@ VmPlan *vm_plan_build(VmSpec *spec, VmletInventory *inv, const VmletNode *node, 
   plan->agent_socket = g_build_filename(plan->runtime_dir, "agent.sock", NULL);
 
   resolve_disks(plan, inv, node, d);
-  if (spec->provisioning == VM_PROVISIONING_USER_DATA) {
-    /* A warning, not a refusal: cloud-init itself decides what it accepts. */
-    g_autoptr(GPtrArray) warnings = g_ptr_array_new_with_free_func(g_free);
-    vmlet_user_data_check(spec->user_data, strlen(spec->user_data), warnings);
-    for (guint i = 0; i < warnings->len; i++)
-      vmlet_diag_warn(d, "spec.provisioning.userData", "%s", (char *)warnings->pdata[i]);
-  }
+  check_user_data(spec, inv, d);
   guint refs = spec->block_devices->len;
   plan->hotplug_ports = refs < VM_MAX_BLOCK_DEVICES ? VM_MAX_BLOCK_DEVICES - refs : 0;
   /* Root ports are numbered from 1: the virtio disks of blockDeviceRefs, the controllers,

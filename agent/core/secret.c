@@ -1,6 +1,5 @@
 #include "secret.h"
 
-#include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,6 +21,7 @@ void vmlet_secret_unref(VmletSecret *s)
     return;
   vmlet_meta_clear(&s->meta);
   g_free(s->type);
+  g_free(s->refused);
   if (s->data)
     g_hash_table_unref(s->data);
   g_free(s);
@@ -107,23 +107,29 @@ VmletSecret *vmlet_secret_parse(JsonObject *root, VmletDiag *d)
   return g_steal_pointer(&s);
 }
 
-gboolean vmlet_secret_check_file(const char *path, GError **error)
+VmletSecret *vmlet_secret_parse_refused(JsonObject *root, VmletDiag *d, const char *why)
 {
-  struct stat st;
-  if (lstat(path, &st) < 0) {
-    g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: %s", path, g_strerror(errno));
-    return FALSE;
-  }
-  if (st.st_mode & 077) {
+  g_autoptr(VmletSecret) s = g_new0(VmletSecret, 1);
+  s->refcount = 1;
+  s->data = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)g_bytes_unref);
+  s->refused = g_strdup(why);
+  if (!vmlet_meta_parse(d, root, "Secret", api_versions, &s->meta))
+    return NULL;
+  return g_steal_pointer(&s);
+}
+
+gboolean vmlet_secret_check_stat(const char *path, const struct stat *st, GError **error)
+{
+  if (st->st_mode & 077) {
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID,
                 "%s: mode %04o lets others read a Secret; expected 0600 or 0400 (chmod 600)",
-                path, (unsigned)(st.st_mode & 07777));
+                path, (unsigned)(st->st_mode & 07777));
     return FALSE;
   }
-  if (st.st_uid != 0 && st.st_uid != geteuid()) {
+  if (st->st_uid != 0 && st->st_uid != geteuid()) {
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID,
-                "%s: owned by uid %u; expected root or vmletd's user to own a Secret", path,
-                (unsigned)st.st_uid);
+                "%s: owned by uid %u; expected root or vmletd's user to own a Secret (chown)",
+                path, (unsigned)st->st_uid);
     return FALSE;
   }
   return TRUE;

@@ -75,9 +75,15 @@ JsonNode *vmlet_merge_patch(JsonNode *target, JsonNode *patch)
 {
   if (!patch || !JSON_NODE_HOLDS_OBJECT(patch))
     return patch ? json_node_copy(patch) : NULL;
-  JsonNode *result = target && JSON_NODE_HOLDS_OBJECT(target)
-                         ? json_node_copy(target)
-                         : json_node_init_object(json_node_alloc(), json_object_new());
+  JsonNode *result;
+  if (target && JSON_NODE_HOLDS_OBJECT(target)) {
+    result = json_node_copy(target);
+  } else {
+    /* Not json_node_init_object(..., json_object_new()): it takes a reference of its own,
+     * and the new object's would leak. */
+    result = json_node_new(JSON_NODE_OBJECT);
+    json_node_take_object(result, json_object_new());
+  }
   JsonObject *ro = json_node_get_object(result);
   JsonObjectIter it;
   const char *k;

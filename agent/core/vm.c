@@ -30,7 +30,12 @@
 
 /* QEMU creates its QMP socket within ~65 ms of exec here; 10 s covers a loaded host. */
 #define QMP_CONNECT_TIMEOUT_MS 10000
+/* Polled, not watched: a fresh QEMU's socket appears tens of ms after exec, and a start is
+ * Running that much sooner the finer the poll (tests/bench/bench_daemon.py). 2 ms for the
+ * first second, then 20 ms so a slow host is not flooded with connects. */
+#define QMP_CONNECT_RETRY_FAST_MS 2
 #define QMP_CONNECT_RETRY_MS 20
+#define QMP_CONNECT_FAST_S 1
 /* After `quit` (or a forced stop), how long QEMU gets before SIGKILL. */
 #define QUIT_TIMEOUT_S 10
 /* Crash-loop backoff: 1 s doubling to 5 min; reset after 10 min of stable running. */
@@ -62,6 +67,7 @@ struct _VmletVm {
   VmSpec *spec;          /* desired; NULL when the drop-in is unusable */
   char *source;          /* the drop-in file */
   char *problem;         /* why the VM cannot start, for the Pending condition */
+  GStrv warnings;        /* about the desired spec, for status.warnings */
   VmPhase phase;
   VmletVmRecord *rec;    /* persisted runtime state */
   VmPlan *plan;          /* what the running QEMU was started from */
@@ -80,6 +86,8 @@ struct _VmletVm {
   gboolean stop_requested;
   gboolean restart_after_stop;
   gboolean guest_shutdown;
+  gboolean grace_expired;
+  gboolean unsynced_save;  /* the next save may skip fsync (see on_cont) */
   gboolean deleting;
   guint grace_timer, kill_timer, backoff_timer;
   guint backoff_s;
@@ -146,6 +154,7 @@ static void vmlet_vm_finalize(GObject *obj)
   g_clear_pointer(&vm->spec, vm_spec_unref);
   g_free(vm->source);
   g_free(vm->problem);
+  g_strfreev(vm->warnings);
   vmlet_vm_record_free(vm->rec);
   g_clear_pointer(&vm->plan, vm_plan_unref);
   g_free(vm->last_exit);
@@ -218,10 +227,15 @@ static void save(VmletVm *vm)
   g_autoptr(GError) error = NULL;
   /* The VM keeps running; the next successful save catches up. Until then the failure is
    * its own condition: a restarted agent could not re-adopt this VM from a stale record. */
-  if (vmlet_vm_record_save(vm->rec, vm->env->node->state_dir, &error))
+  gboolean batched = vm->env->defer_sync && vm->rec->proc.pid == 0;
+  gboolean sync = !batched && !vm->unsynced_save;
+  vm->unsynced_save = FALSE;
+  if (vmlet_vm_record_save(vm->rec, vm->env->node->state_dir, sync, &error)) {
     g_clear_pointer(&vm->save_error, g_free);
-  else
+    vm->env->sync_pending = vm->env->sync_pending || batched;
+  } else {
     set_str(&vm->save_error, error->message);
+  }
 }
 
 static void changed(VmletVm *vm)
@@ -496,6 +510,7 @@ static gboolean on_grace_timeout(gpointer data)
 {
   VmletVm *vm = data;
   vm->grace_timer = 0;
+  vm->grace_expired = TRUE;
   set_str(&vm->last_exit, "the guest did not power off within terminationGracePeriodSeconds");
   force_stop(vm);
   return G_SOURCE_REMOVE;
@@ -585,8 +600,9 @@ static void qemu_exited(VmletVm *vm)
   g_clear_handle_id(&vm->grace_timer, g_source_remove);
   g_clear_handle_id(&vm->kill_timer, g_source_remove);
   gboolean requested = vm->stop_requested, guest = vm->guest_shutdown;
-  gboolean restart = vm->restart_after_stop;
+  gboolean restart = vm->restart_after_stop, grace_expired = vm->grace_expired;
   vm->stop_requested = vm->guest_shutdown = vm->restart_after_stop = FALSE;
+  vm->grace_expired = FALSE;
   vm->rec->proc.pid = 0;
   vm->rec->proc.start_time = 0;
   if (vm->env->cgroups)
@@ -608,8 +624,13 @@ static void qemu_exited(VmletVm *vm)
     return;
   }
   if (requested) {
+    /* How the stop ended, on the Stop operation: graceful is what the grace period is for. */
+    const char *how = guest           ? "the guest powered off after the ACPI power button"
+                      : grace_expired ? "the guest did not power off within "
+                                        "terminationGracePeriodSeconds; QEMU was stopped"
+                                      : "QEMU was stopped without waiting for the guest";
     set_phase(vm, VM_PHASE_STOPPED);
-    complete_ops(vm, VM_OP_STOP, OP_COMPLETED, NULL);
+    complete_ops(vm, VM_OP_STOP, OP_COMPLETED, how);
     if (restart)
       vmlet_vm_reconcile(vm);
     return;
@@ -688,7 +709,8 @@ static void on_qmp_event(VmletQmp *qmp, const char *name, JsonObject *data, gint
       vm->guest_shutdown = TRUE;
       force_stop(vm);
     } else if (by_guest) {
-      force_stop(vm); /* a graceful stop we asked for has completed */
+      vm->guest_shutdown = TRUE; /* a graceful stop we asked for has completed */
+      force_stop(vm);
     }
   } else if (g_str_equal(name, "STOP") || g_str_equal(name, "RESUME")) {
     gboolean paused = g_str_equal(name, "STOP");
@@ -717,7 +739,13 @@ static void on_cont(GObject *src, GAsyncResult *res, gpointer data)
   if (vm->spawn_mono_us)
     vm->rec->launch_us = vm->running_since_mono_us - vm->spawn_mono_us;
   g_clear_pointer(&vm->last_exit, g_free);
+  /* Running changes the record's phase and history only: its pid was synced at Starting.
+   * The rename keeps the write atomic for a restarted vmletd; an fsync would only guard
+   * against a host crash, which ends this QEMU too, and it delayed every start by a disk
+   * flush (tests/bench/bench_daemon.py). */
+  vm->unsynced_save = TRUE;
   set_phase(vm, VM_PHASE_RUNNING);
+  vm->unsynced_save = FALSE;
   complete_ops(vm, VM_OP_START, OP_COMPLETED, NULL);
   complete_ops(vm, VM_OP_RESTART, OP_COMPLETED, NULL);
   vmlet_attach_ctl_activate(vm->hot, vm->qmp);
@@ -768,7 +796,11 @@ static void on_qmp_connected(GObject *src, GAsyncResult *res, gpointer data)
   }
   if (!qmp) {
     if (g_get_monotonic_time() < vm->connect_deadline_us) {
-      vm->connect_retry = g_timeout_add(QMP_CONNECT_RETRY_MS, try_connect, vm);
+      gint64 waited_us = g_get_monotonic_time() - (vm->connect_deadline_us -
+                                                   (gint64)QMP_CONNECT_TIMEOUT_MS * 1000);
+      guint ms = waited_us < QMP_CONNECT_FAST_S * G_USEC_PER_SEC ? QMP_CONNECT_RETRY_FAST_MS
+                                                                 : QMP_CONNECT_RETRY_MS;
+      vm->connect_retry = g_timeout_add(ms, try_connect, vm);
       return;
     }
     g_free(vm->last_exit);
@@ -1063,6 +1095,24 @@ gboolean vmlet_vm_pause(VmletVm *vm, gboolean pause, GError **error)
   return TRUE;
 }
 
+void vmlet_vm_set_warnings(VmletVm *vm, GPtrArray *warnings)
+{
+  guint n = warnings ? warnings->len : 0;
+  gboolean same = vm->warnings ? g_strv_length(vm->warnings) == n : n == 0;
+  for (guint i = 0; same && i < n; i++)
+    same = g_str_equal(vm->warnings[i], warnings->pdata[i]);
+  if (same)
+    return;
+  g_strfreev(vm->warnings);
+  vm->warnings = NULL;
+  if (n) {
+    vm->warnings = g_new0(char *, n + 1);
+    for (guint i = 0; i < n; i++)
+      vm->warnings[i] = g_strdup(warnings->pdata[i]);
+  }
+  changed(vm);
+}
+
 void vmlet_vm_adopt(VmletVm *vm, VmletVmRecord *record)
 {
   vmlet_vm_record_free(vm->rec);
@@ -1135,29 +1185,25 @@ void vmlet_vm_reconcile(VmletVm *vm)
   }
 }
 
-char *vmlet_vm_operate(VmletVm *vm, VmOpType type, gboolean force, GError **error)
+/* Why the run policy or the VM's state refuses an operation, or NULL when it may go ahead. */
+static char *refusal(VmletVm *vm, VmOpType type)
 {
-  if (!vm->spec) {
-    g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID, "%s: cannot be operated: %s",
-                vm->name, vm->problem ? vm->problem : "no valid spec");
-    return NULL;
-  }
+  if (!vm->spec)
+    return g_strdup_printf("%s: cannot be operated: %s", vm->name,
+                           vm->problem ? vm->problem : "no valid spec");
   VmRunPolicy policy = vm->spec->run_policy;
-  if (type != VM_OP_STOP && policy == VM_RUN_POLICY_ALWAYS_OFF) {
-    g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID,
-                "%s: runPolicy AlwaysOff does not allow starting the VM", vm->name);
-    return NULL;
-  }
-  if (type == VM_OP_STOP && policy == VM_RUN_POLICY_ALWAYS_ON) {
-    g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID,
-                "%s: runPolicy AlwaysOn keeps the VM running; change runPolicy to stop it",
-                vm->name);
-    return NULL;
-  }
-  if (vm->deleting) {
-    g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID, "%s: is being deleted", vm->name);
-    return NULL;
-  }
+  if (type != VM_OP_STOP && policy == VM_RUN_POLICY_ALWAYS_OFF)
+    return g_strdup_printf("%s: runPolicy AlwaysOff does not allow starting the VM", vm->name);
+  if (type == VM_OP_STOP && policy == VM_RUN_POLICY_ALWAYS_ON)
+    return g_strdup_printf("%s: runPolicy AlwaysOn keeps the VM running; change runPolicy to "
+                           "stop it", vm->name);
+  if (vm->deleting)
+    return g_strdup_printf("%s: is being deleted", vm->name);
+  return NULL;
+}
+
+char *vmlet_vm_operate(VmletVm *vm, VmOpType type, gboolean force)
+{
   VmOp *op = g_new0(VmOp, 1);
   g_autofree char *uuid = g_uuid_string_random();
   op->uid = g_strndup(uuid, 8);
@@ -1169,6 +1215,16 @@ char *vmlet_vm_operate(VmletVm *vm, VmOpType type, gboolean force, GError **erro
     g_ptr_array_remove_index(vm->ops, 0);
   g_ptr_array_add(vm->ops, op);
   char *uid = g_strdup(op->uid);
+
+  /* A refused operation still exists, Failed with the reason, as DVP shows a
+   * VirtualMachineOperation it cannot carry out; nothing else changes. */
+  op->reason = refusal(vm, type);
+  if (op->reason) {
+    op->phase = OP_FAILED;
+    changed(vm);
+    return uid;
+  }
+  VmRunPolicy policy = vm->spec->run_policy;
 
   /* An operation is the user's word: it ends any crash-loop wait. */
   g_clear_handle_id(&vm->backoff_timer, g_source_remove);
@@ -1352,6 +1408,14 @@ JsonNode *vmlet_vm_to_json(VmletVm *vm)
     json_object_set_string_member(st, "cgroup", where);
   }
   json_object_set_array_member(st, "blockDeviceRefs", block_device_refs(vm));
+  /* What kubectl shows as "Warning:" lines at apply time, kept on the object so that a
+   * drop-in written by hand shows them too (vmlet's addition to DVP's status). */
+  if (vm->warnings) {
+    JsonArray *w = json_array_new();
+    for (guint i = 0; vm->warnings[i]; i++)
+      json_array_add_string_element(w, vm->warnings[i]);
+    json_object_set_array_member(st, "warnings", w);
+  }
   json_object_set_object_member(root, "status", st);
   JsonNode *node = json_node_new(JSON_NODE_OBJECT);
   json_node_take_object(node, root);

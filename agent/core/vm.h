@@ -41,6 +41,12 @@ typedef struct {
   VmletCgroups *cgroups;  /* NULL when the backend could not be set up: */
   char *cgroups_problem;  /* ... then why, and every VM stays Pending with it */
   VmletConfine *confine;  /* made at the first start (the user may be created later) */
+  /* Set by the manager while it reloads: a record of a VM without a QEMU is then written
+   * without fsync (sync_pending set), and the manager syncs the state dir's file system
+   * once at the end. Such a record can be derived from the drop-ins again; a record with a
+   * pid is always synced before the change is reported. */
+  gboolean defer_sync;
+  gboolean sync_pending;
 } VmletVmEnv;
 
 #define VMLET_TYPE_VM (vmlet_vm_get_type())
@@ -63,6 +69,11 @@ const char *vm_phase_name(VmPhase phase);
  * VM then stays Pending with that reason; a running QEMU is left alone). */
 void vmlet_vm_set_spec(VmletVm *vm, VmSpec *spec, const char *source, const char *problem);
 
+/* Warnings about the desired spec (char *: "file: path: text"): unknown fields, rounded
+ * values, a #cloud-config that is not valid YAML. Shown as status.warnings; they never keep
+ * a VM from running. */
+void vmlet_vm_set_warnings(VmletVm *vm, GPtrArray *warnings);
+
 /* Takes over a record found at start-up: re-adopts its QEMU if it still runs. Call before
  * the first reconcile, so a running VM is never started twice. */
 void vmlet_vm_adopt(VmletVm *vm, VmletVmRecord *record);
@@ -70,9 +81,10 @@ void vmlet_vm_adopt(VmletVm *vm, VmletVmRecord *record);
 /* Acts on the difference between the desired and the actual state. */
 void vmlet_vm_reconcile(VmletVm *vm);
 
-/* Records an operation (VirtualMachineOperation) and starts acting on it. Returns its
- * uid, or NULL with an error saying why the run policy or state refuses it. */
-char *vmlet_vm_operate(VmletVm *vm, VmOpType type, gboolean force, GError **error);
+/* Records an operation (VirtualMachineOperation) and starts acting on it; returns its uid.
+ * One that the run policy or the VM's state refuses is recorded in phase Failed with the
+ * reason (vmlet_vm_operations_json) and changes nothing else. */
+char *vmlet_vm_operate(VmletVm *vm, VmOpType type, gboolean force);
 
 /* The VirtualMachineBlockDeviceAttachments naming this VM (VmletAttachment *, sorted) and
  * the problems found with them across VMs (name -> VmbdaProblem *, may be NULL); retry:

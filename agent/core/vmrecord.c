@@ -22,7 +22,9 @@ VmletVmRecord *vmlet_vm_record_new(const char *namespace, const char *name)
   r->namespace = g_strdup(namespace);
   r->name = g_strdup(name);
   r->phase = g_strdup("Pending");
-  r->transitions = json_node_init_array(json_node_alloc(), json_array_new());
+  /* json_node_init_array takes a reference of its own: the new array's is dropped. */
+  g_autoptr(JsonArray) transitions = json_array_new();
+  r->transitions = json_node_init_array(json_node_alloc(), transitions);
   r->created_us = g_get_real_time();
   return r;
 }
@@ -68,7 +70,8 @@ void vmlet_vm_record_transition(VmletVmRecord *r, const char *phase, gint64 wall
   r->phase = g_strdup(phase);
 }
 
-gboolean vmlet_vm_record_save(const VmletVmRecord *r, const char *state_dir, GError **error)
+gboolean vmlet_vm_record_save(const VmletVmRecord *r, const char *state_dir, gboolean sync,
+                              GError **error)
 {
   g_autofree char *dir = g_build_filename(state_dir, "vms", NULL);
   if (g_mkdir_with_parents(dir, 0700) < 0) {
@@ -125,7 +128,8 @@ gboolean vmlet_vm_record_save(const VmletVmRecord *r, const char *state_dir, GEr
   g_autoptr(JsonNode) root = json_builder_get_root(b);
   g_autofree char *text = json_to_string(root, TRUE);
   g_autofree char *path = vmlet_vm_record_path(state_dir, r->namespace, r->name);
-  return vmlet_write_file_atomic(path, text, strlen(text), 0600, error);
+  return sync ? vmlet_write_file_atomic(path, text, strlen(text), 0600, error)
+              : vmlet_write_file_atomic_nosync(path, text, strlen(text), 0600, error);
 }
 
 VmletVmRecord *vmlet_vm_record_load(const char *path, GError **error)

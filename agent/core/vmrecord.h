@@ -31,7 +31,9 @@ void vmlet_vm_record_free(VmletVmRecord *rec);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmletVmRecord, vmlet_vm_record_free)
 
 char *vmlet_vm_record_path(const char *state_dir, const char *namespace, const char *name);
-gboolean vmlet_vm_record_save(const VmletVmRecord *rec, const char *state_dir, GError **error);
+/* sync FALSE: without fsync (vmlet_write_file_atomic_nosync); the caller syncs later. */
+gboolean vmlet_vm_record_save(const VmletVmRecord *rec, const char *state_dir, gboolean sync,
+                              GError **error);
 /* Loads one record; a damaged record is an error naming the file, never a crash. */
 VmletVmRecord *vmlet_vm_record_load(const char *path, GError **error);
 /* Paths of every record under <state-dir>/vms, sorted. */

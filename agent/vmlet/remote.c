@@ -144,6 +144,21 @@ static const char *str_at(JsonObject *o, const char *a, const char *b)
              : NULL;
 }
 
+/* The warnings vmletd keeps in a VM's status.warnings, as kubectl prints an API server's:
+ * "Warning: ..." on stderr, after the request succeeded. */
+static void print_warnings(JsonNode *vm)
+{
+  JsonObject *root = vm && JSON_NODE_HOLDS_OBJECT(vm) ? json_node_get_object(vm) : NULL;
+  JsonObject *st = root && json_object_has_member(root, "status")
+                       ? json_object_get_object_member(root, "status")
+                       : NULL;
+  JsonArray *w = st && json_object_has_member(st, "warnings")
+                     ? json_object_get_array_member(st, "warnings")
+                     : NULL;
+  for (guint i = 0; w && i < json_array_get_length(w); i++)
+    fprintf(stderr, "Warning: %s\n", json_array_get_string_element(w, i));
+}
+
 typedef struct {
   VmletTableMode mode;
   gboolean header_done;
@@ -367,6 +382,14 @@ int vmlet_cmd_describe(int argc, char **argv)
            str_at(cnd, "message", NULL) ? ": " : "",
            str_at(cnd, "message", NULL) ? str_at(cnd, "message", NULL) : "");
   }
+  JsonArray *warnings = json_object_has_member(st, "warnings")
+                            ? json_object_get_array_member(st, "warnings")
+                            : NULL;
+  if (warnings) {
+    printf("Warnings:\n");
+    for (guint i = 0; i < json_array_get_length(warnings); i++)
+      printf("  %s\n", json_array_get_string_element(warnings, i));
+  }
   printf("Phase transitions:\n");
   JsonArray *tr = json_object_get_array_member(json_object_get_object_member(st, "stats"),
                                                "phasesTransitions");
@@ -434,8 +457,15 @@ int vmlet_cmd_operation(const char *type, int argc, char **argv)
   int rc = call(lower, c, "POST", path, body, 201, &reply);
   if (rc)
     return rc;
+  JsonObject *op = json_node_get_object(reply);
   printf("virtualmachineoperation.virtualization.deckhouse.io/%s created\n",
-         str_at(json_node_get_object(reply), "metadata", "name"));
+         str_at(op, "metadata", "name"));
+  /* Refused by the run policy or the VM's state: created, and already Failed. */
+  if (g_strcmp0(str_at(op, "status", "phase"), "Failed") == 0) {
+    fprintf(stderr, "vmlet %s: %s failed: %s\n", lower, str_at(op, "metadata", "name"),
+            str_at(op, "status", "reason") ? str_at(op, "status", "reason") : "no reason given");
+    return 1;
+  }
   return 0;
 }
 
@@ -511,11 +541,13 @@ int vmlet_cmd_apply(int argc, char **argv)
     g_autofree char *text = json_to_string(items ? json_array_get_element(items, i) : root, TRUE);
     g_autofree char *path = g_strdup_printf(API "/namespaces/%s/virtualmachines/%s",
                                             obj->vm->meta.namespace, obj->vm->meta.name);
-    if (call("apply", c, "PUT", path, text, 200, NULL)) {
+    g_autoptr(JsonNode) applied = NULL;
+    if (call("apply", c, "PUT", path, text, 200, &applied)) {
       rc = 1;
       continue;
     }
     printf("virtualmachine.virtualization.deckhouse.io/%s configured\n", obj->vm->meta.name);
+    print_warnings(applied);
   }
   return rc;
 }
@@ -590,10 +622,12 @@ int vmlet_cmd_patch(int argc, char **argv)
     return 1;
   g_autofree char *path = g_strdup_printf(API "/namespaces/%s/virtualmachines/%s", o.namespace,
                                           argv[1]);
-  int rc = call("patch", c, "PATCH", path, patch, 200, NULL);
+  g_autoptr(JsonNode) patched = NULL;
+  int rc = call("patch", c, "PATCH", path, patch, 200, &patched);
   if (rc)
     return rc;
   printf("virtualmachine.virtualization.deckhouse.io/%s patched\n", argv[1]);
+  print_warnings(patched);
   return 0;
 }
 
@@ -652,11 +686,13 @@ int vmlet_cmd_edit(int argc, char **argv)
     printf("Edit cancelled, no changes made.\n");
     return 0;
   }
-  if (call("edit", c, "PUT", path, after, 200, NULL)) {
+  g_autoptr(JsonNode) edited = NULL;
+  if (call("edit", c, "PUT", path, after, 200, &edited)) {
     fprintf(stderr, "vmlet edit: the edit was refused; the VM is unchanged\n");
     return 1;
   }
   printf("virtualmachine.virtualization.deckhouse.io/%s edited\n", argv[1]);
+  print_warnings(edited);
   return 0;
 }
 

@@ -1,6 +1,7 @@
 /* vmletd: the per-node daemon. Option parsing only; the work is in agent-core. */
 #include <locale.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "node.h"

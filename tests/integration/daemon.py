@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 from conftest import BUILD
@@ -74,9 +75,11 @@ class Daemon:
         self.proc = None
         self.log = self.root / "vmletd.log"
 
-    def start(self, env=None):
+    def start(self, wrapper=(), env=None):
+        """Starts vmletd (under wrapper, e.g. setpriv, when given) and waits for its API."""
         logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([str(BUILD / "agent" / "vmletd"), "-c", str(self.conf)],
+        self.proc = subprocess.Popen([*wrapper, str(BUILD / "agent" / "vmletd"),
+                                      "-c", str(self.conf)],
                                      stdout=logf, stderr=logf, stdin=subprocess.DEVNULL,
                                      env=env)
         # Wait for an answer, not for the file: a killed vmletd leaves its socket behind.
@@ -154,6 +157,42 @@ class Daemon:
                                     "kind": "VirtualMachine", "metadata": {"name": name},
                                     "spec": body}))
         return path
+
+
+class Watch:
+    """GET ...?watch=true in a thread: every event vmletd streams, in order, in .events."""
+
+    def __init__(self, daemon):
+        self.events = []
+        self.conn = UnixHTTPConnection(daemon.socket, timeout=None)
+        self.conn.request("GET", f"{API}/namespaces/default/virtualmachines?watch=true")
+        self.resp = self.conn.getresponse()
+        assert self.resp.status == 200
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        try:
+            while line := self.resp.readline():
+                self.events.append(json.loads(line))
+        except Exception:  # noqa: BLE001 - close() ends the stream mid-read, by design
+            pass
+
+    def phases(self, name):
+        """(event type, phase) for each event about the VM name, in order."""
+        return [(e["type"], e["object"].get("status", {}).get("phase"))
+                for e in list(self.events) if e["object"]["metadata"]["name"] == name]
+
+    def wait(self, predicate, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            assert time.monotonic() < deadline, f"watch: condition not met; {self.events[-5:]}"
+            time.sleep(0.05)
+
+    def close(self):
+        self.conn.sock.shutdown(socket.SHUT_RDWR)
+        self.conn.close()
+        self.thread.join(10)
 
 
 def qemu_pids(root):

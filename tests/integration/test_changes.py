@@ -167,3 +167,51 @@ def test_edit(daemon, tmp_path):
     assert vm["status"]["pid"] == pid
     assert vm["status"]["restartAwaitingChanges"] == [
         {"currentValue": 1, "desiredValue": 2, "operation": "replace", "path": "cpu.cores"}]
+
+
+def test_approval_mode_change_takes_effect(daemon):
+    """A VM with a change waiting under Manual approval: switching restartApprovalMode to
+    Automatic (itself applied at once) makes vmletd restart it by itself, applying the
+    change."""
+    daemon.guest_disk("waiting-root")
+    daemon.write_vm("waiting", terminationGracePeriodSeconds=5)
+    daemon.start()
+    pid = daemon.wait_phase("waiting", "Running")["status"]["pid"]
+    assert guest_nproc(daemon, "waiting") == 1
+    vmlet(daemon, "patch", "waiting", "--type", "merge", "-p", '{"spec":{"cpu":{"cores":2}}}')
+    time.sleep(2)
+    vm = daemon.vm("waiting")
+    assert vm["status"]["pid"] == pid  # Manual: it waits
+    assert [c["path"] for c in vm["status"]["restartAwaitingChanges"]] == ["cpu.cores"]
+    vmlet(daemon, "patch", "waiting", "--type", "merge", "-p",
+          '{"spec":{"disruptions":{"restartApprovalMode":"Automatic"}}}')
+    vm = wait_new_pid(daemon, "waiting", pid)
+    assert guest_nproc(daemon, "waiting") == 2
+    assert vm["status"]["restartAwaitingChanges"] == []
+    ops = daemon.request("GET", "/apis/virtualization.deckhouse.io/v1alpha2/namespaces/"
+                         "default/virtualmachineoperations")[1]["items"]
+    assert ops == []  # vmletd's own restart, not an operation someone created
+
+
+def test_stopped_vm_starts_with_new_spec(daemon):
+    """A change to a Stopped VM waits for nothing: no restartAwaitingChanges, NEED RESTART
+    False, and the next start runs the new spec."""
+    daemon.guest_disk("parked-root")
+    daemon.write_vm("parked")
+    daemon.start()
+    daemon.wait_phase("parked", "Running")
+    vmlet(daemon, "stop", "parked", "--force")
+    daemon.wait_phase("parked", "Stopped", 60)
+    vmlet(daemon, "patch", "parked", "--type", "merge", "-p", '{"spec":{"cpu":{"cores":2}}}')
+    time.sleep(1)
+    vm = daemon.vm("parked")
+    assert vm["status"]["phase"] == "Stopped"  # a patch is no start
+    assert vm["status"]["restartAwaitingChanges"] == []
+    cond = {c["type"]: c for c in vm["status"]["conditions"]}
+    assert cond["AwaitingRestartToApplyConfiguration"]["status"] == "False"
+    wide = vmlet(daemon, "get", "parked", "-o", "wide").stdout.splitlines()[1].split()
+    assert wide[:6] == ["parked", "Stopped", "2", "100%", "256Mi", "False"]
+    vmlet(daemon, "start", "parked")
+    vm = daemon.wait_phase("parked", "Running", 60)
+    assert guest_nproc(daemon, "parked") == 2
+    assert vm["status"]["restartAwaitingChanges"] == []

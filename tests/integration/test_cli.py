@@ -195,3 +195,72 @@ def test_watch_backlog_is_bounded(daemon):
         stalled.close()
         reader.kill()
         reader.wait()
+
+
+def test_refused_start_is_a_failed_operation(daemon):
+    """`vmlet start` of an AlwaysOff VM: the VirtualMachineOperation is created and Failed
+    with the reason, `describe` lists it, and the CLI exits non-zero saying why."""
+    daemon.write_vm("off", runPolicy="AlwaysOff")
+    daemon.start()
+    daemon.wait_phase("off", "Stopped", 10)
+    r = vmlet(daemon, "start", "off", check=False)
+    assert r.returncode == 1
+    name = re.fullmatch(r"virtualmachineoperation\.virtualization\.deckhouse\.io/"
+                        r"(start-off-[0-9a-f]{8}) created\n", r.stdout).group(1)
+    reason = "off: runPolicy AlwaysOff does not allow starting the VM"
+    assert r.stderr == f"vmlet start: {name} failed: {reason}\n"
+    desc = vmlet(daemon, "describe", "off").stdout
+    assert re.search(rf"Start\s+Failed\s+{re.escape(reason)}$", desc, re.M), desc
+    assert daemon.vm("off")["status"]["phase"] == "Stopped"
+    assert qemu_pids(daemon.root) == []
+
+
+def test_warnings_are_shown_not_dropped(daemon):
+    """Warnings reach the user: `vmlet apply` prints them as kubectl prints an API server's
+    ("Warning: ..."), status.warnings and `describe` keep them, for a #cloud-config that is
+    not valid YAML inline or in a Secret (whose content is never quoted)."""
+    import base64
+    import os
+    broken = "#cloud-config\npackages: [nginx\nusers:\n  - name: cloud\n    passwd: hunter2\n"
+    secret = daemon.etc / "secrets.d" / "broken.json"
+    secret.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "broken"},
+        "type": "provisioning.virtualization.deckhouse.io/cloud-init",
+        "data": {"userData": base64.b64encode(broken.encode()).decode()}}))
+    os.chmod(secret, 0o600)
+    daemon.write_vm("fromsecret", runPolicy="AlwaysOff", provisioning={
+        "type": "UserDataRef", "userDataRef": {"kind": "Secret", "name": "broken"}})
+    daemon.start()
+    vm = {"apiVersion": "virtualization.deckhouse.io/v1alpha2", "kind": "VirtualMachine",
+          "metadata": {"name": "inline"},
+          "spec": {"virtualMachineClassName": "host", "cpu": {"cores": 1},
+                   "memory": {"size": "256Mi"}, "runPolicy": "AlwaysOff", "colour": "blue",
+                   "blockDeviceRefs": [{"kind": "VirtualDisk", "name": "inline-root"}],
+                   "provisioning": {"type": "UserData", "userData": broken}}}
+    r = vmlet(daemon, "apply", "-f", "-", stdin=json.dumps(vm))
+    assert r.stdout == "virtualmachine.virtualization.deckhouse.io/inline configured\n"
+    path = daemon.etc / "vms.d" / "inline.json"
+    yaml_problem = ("user-data: #cloud-config is not valid YAML: did not find expected ',' or "
+                    "']' at line 3, column 6 (while parsing a flow sequence at line 2, column 11)")
+    inline_warnings = [line[len("Warning: "):] for line in r.stderr.splitlines()]
+    assert f"{path}: spec.provisioning.userData: {yaml_problem}" in inline_warnings
+    assert f"{path}: spec.colour: unknown field, ignored" in inline_warnings
+    assert daemon.vm("inline")["status"]["warnings"] == inline_warnings
+    desc = vmlet(daemon, "describe", "inline").stdout
+    assert "Warnings:\n" + "".join(f"  {w}\n" for w in inline_warnings) in desc
+
+    from_secret = daemon.vm("fromsecret")["status"]["warnings"]
+    assert from_secret == [f"{daemon.etc}/vms.d/fromsecret.json: spec.provisioning.userDataRef: "
+                           f'Secret "broken": {yaml_problem}']
+    assert "hunter2" not in json.dumps(daemon.vm("fromsecret"))
+    # Warnings never keep a VM from its phase; once the Secret is fixed they are gone.
+    assert daemon.vm("fromsecret")["status"]["phase"] == "Stopped"
+    secret.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "broken"},
+        "type": "provisioning.virtualization.deckhouse.io/cloud-init",
+        "stringData": {"userData": "#cloud-config\n"}}))
+    import time
+    deadline = time.monotonic() + 10
+    while "warnings" in daemon.vm("fromsecret")["status"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)

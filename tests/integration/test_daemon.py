@@ -1,5 +1,6 @@
 """vmletd with real QEMU and the test guest: phases, run policies, operations, restart
 safety, broken drop-ins, API access control."""
+import hashlib
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import time
 import pytest
 
 from conftest import SOURCE
-from daemon import API, Daemon, qemu_pids
+from daemon import API, Daemon, Watch, qemu_pids
 from vmrun import Console
 
 
@@ -70,40 +71,77 @@ def test_lifecycle_start_stop_restart(daemon):
     assert len(qemu_pids(daemon.root)) == 1
 
 
-def test_agent_restart_keeps_vm(daemon):
-    daemon.guest_disk("db-root")
-    daemon.write_vm("db")
+def uptime(tick):
+    return float(tick.split("uptime=")[1])
+
+
+def test_agent_restart_keeps_vms(daemon):
+    """Several running VMs; vmletd SIGKILLed (then SIGTERMed) and started again: every VM
+    is the same QEMU, Running, never started twice, and its guest did not reboot: the
+    uptime its serial console ticks keeps growing, with no second boot marker."""
+    names = ("db", "web", "cache")
+    for n in names:
+        daemon.guest_disk(f"{n}-root")
+        daemon.write_vm(n)
     daemon.start()
-    pid = daemon.wait_phase("db", "Running")["status"]["pid"]
-    for sig in (signal.SIGKILL, signal.SIGTERM):
-        daemon.kill(sig)
-        assert qemu_pids(daemon.root) == [pid]  # the VM outlives the agent
-        daemon.start()
-        vm = daemon.wait_phase("db", "Running", 20)
-        assert vm["status"]["pid"] == pid       # re-adopted, not restarted
-        assert vm["status"]["restarts"] == 0
-        assert qemu_pids(daemon.root) == [pid]  # and never started twice
-    # The re-adopted VM is still fully managed: a stop goes through.
-    daemon.operate("db", "Stop", force=True)
-    daemon.wait_phase("db", "Stopped", 30)
+    pids, cons, first_tick, last = {}, {}, {}, {}
+    try:
+        for n in names:
+            pids[n] = daemon.wait_phase(n, "Running")["status"]["pid"]
+            cons[n] = console_of(daemon, n)
+        for n in names:
+            last[n] = uptime(cons[n].wait_for("VMLET-TICK", 90))
+            first_tick[n] = len(cons[n].lines) - 1
+        for sig in (signal.SIGKILL, signal.SIGTERM):
+            for n in names:  # the freshest uptime before the agent goes away
+                last[n] = uptime(cons[n].wait_for("VMLET-TICK", 30, start=len(cons[n].lines)))
+            daemon.kill(sig)
+            assert qemu_pids(daemon.root) == sorted(pids.values())  # VMs outlive the agent
+            daemon.start()
+            for n in names:
+                vm = daemon.wait_phase(n, "Running", 20)
+                assert vm["status"]["pid"] == pids[n]   # re-adopted, not restarted
+                assert vm["status"]["restarts"] == 0
+            assert qemu_pids(daemon.root) == sorted(pids.values())  # never started twice
+            for n in names:
+                now = uptime(cons[n].wait_for("VMLET-TICK", 30, start=len(cons[n].lines)))
+                assert now > last[n], (n, now, last[n])  # a rebooted guest starts near 0
+                last[n] = now
+        for n in names:
+            assert not any(line.startswith("VMLET-GUEST-BOOT-OK")
+                           for line in cons[n].lines[first_tick[n]:]), n
+    finally:
+        for c in cons.values():
+            c.close()
+    # The re-adopted VMs are still fully managed: a stop goes through.
+    for n in names:
+        daemon.operate(n, "Stop", force=True)
+    for n in names:
+        daemon.wait_phase(n, "Stopped", 30)
     assert qemu_pids(daemon.root) == []
 
 
 def test_crash_is_restarted(daemon):
+    """QEMU killed: restarted under AlwaysOnUnlessStoppedManually and under AlwaysOn (a
+    crash counted in restarts). Manual is in test_run_policies."""
     daemon.guest_disk("app-root")
+    daemon.guest_disk("always-root")
     daemon.write_vm("app")
+    daemon.write_vm("always", runPolicy="AlwaysOn")
     daemon.start()
-    pid = daemon.wait_phase("app", "Running")["status"]["pid"]
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    vm = None
-    while time.monotonic() < deadline:
-        vm = daemon.vm("app")
-        if vm["status"]["phase"] == "Running" and vm["status"]["pid"] != pid:
-            break
-        time.sleep(0.1)
-    assert vm["status"]["phase"] == "Running" and vm["status"]["pid"] != pid
-    assert vm["status"]["restarts"] == 1
+    pids = {n: daemon.wait_phase(n, "Running")["status"]["pid"] for n in ("app", "always")}
+    for pid in pids.values():
+        os.kill(pid, signal.SIGKILL)
+    for name, pid in pids.items():
+        deadline = time.monotonic() + 60
+        vm = None
+        while time.monotonic() < deadline:
+            vm = daemon.vm(name)
+            if vm["status"]["phase"] == "Running" and vm["status"]["pid"] != pid:
+                break
+            time.sleep(0.1)
+        assert vm["status"]["phase"] == "Running" and vm["status"]["pid"] != pid, name
+        assert vm["status"]["restarts"] == 1, name
 
 
 def test_run_policies(daemon):
@@ -116,9 +154,15 @@ def test_run_policies(daemon):
     daemon.wait_phase("manual", "Stopped", 10)
     time.sleep(1)
     assert qemu_pids(daemon.root) == []
-    status, err = daemon.operate("off", "Start")
-    assert status == 409
-    assert err["message"] == "off: runPolicy AlwaysOff does not allow starting the VM"
+    # Refused, and still an operation: Failed, with the reason (DVP's VMOP shape).
+    status, op = daemon.operate("off", "Start")
+    assert status == 201
+    assert op["status"] == {"phase": "Failed",
+                            "reason": "off: runPolicy AlwaysOff does not allow starting the VM"}
+    _, ops = daemon.request("GET", f"{API}/namespaces/default/virtualmachineoperations")
+    assert [(o["spec"]["virtualMachineName"], o["spec"]["type"], o["status"]["phase"])
+            for o in ops["items"]] == [("off", "Start", "Failed")]
+    assert daemon.vm("off")["status"]["phase"] == "Stopped"
     status, _ = daemon.operate("manual", "Start")
     assert status == 201
     daemon.wait_phase("manual", "Running")
@@ -153,19 +197,54 @@ def test_broken_dropin_only_affects_its_vm(daemon):
     assert daemon.vm("good")["status"]["phase"] == "Running"
 
 
-def test_dropin_removal_terminates(daemon):
+def test_dropin_added_and_removed(daemon):
+    """A drop-in written into vms.d of a running vmletd starts its VM (inotify); removing
+    it goes through Terminating (seen on the watch stream) and forgets the VM."""
     daemon.guest_disk("tmp-root")
-    path = daemon.write_vm("tmp", terminationGracePeriodSeconds=1)
     daemon.start()
+    assert daemon.vm("tmp") is None
+    path = daemon.write_vm("tmp", terminationGracePeriodSeconds=1)
     daemon.wait_phase("tmp", "Running")
-    path.unlink()
-    deadline = time.monotonic() + 30
-    while daemon.vm("tmp") is not None:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    watch = Watch(daemon)
+    try:
+        watch.wait(lambda w: w.phases("tmp"))  # the ADDED event of the current state
+        path.unlink()
+        watch.wait(lambda w: ("DELETED", None) in w.phases("tmp"), 30)
+        phases = watch.phases("tmp")
+    finally:
+        watch.close()
+    assert ("MODIFIED", "Terminating") in phases
+    assert phases.index(("MODIFIED", "Terminating")) < phases.index(("DELETED", None))
+    assert daemon.vm("tmp") is None
     assert qemu_pids(daemon.root) == []
     assert not (daemon.root / "state" / "vms" / "default.tmp.json").exists()
     assert not (daemon.root / "run" / "vms" / "default.tmp").exists()  # cleaned up
+
+
+def test_graceful_stop_uses_acpi(daemon):
+    """A Stop without --force presses the ACPI power button and waits: the guest sees it
+    (its marker), powers off, and the Stop completes as the guest's own power-off, long
+    before the grace period (600 s here) would have stopped QEMU."""
+    daemon.guest_disk("gentle-root")
+    daemon.write_vm("gentle", terminationGracePeriodSeconds=600)
+    daemon.start()
+    daemon.wait_phase("gentle", "Running")
+    con = console_of(daemon, "gentle")
+    try:
+        con.wait_for("VMLET-TICK", 90)  # the guest watches its power button before ticking
+        status, op = daemon.operate("gentle", "Stop")
+        assert status == 201 and op["status"]["phase"] == "InProgress"
+        con.wait_for("VMLET-ACPI-POWERDOWN", 60)
+    finally:
+        con.close()
+    vm = daemon.wait_phase("gentle", "Stopped", 120)
+    _, ops = daemon.request("GET", f"{API}/namespaces/default/virtualmachineoperations")
+    assert ops["items"][-1]["status"] == {
+        "phase": "Completed", "reason": "the guest powered off after the ACPI power button"}
+    phases = [t["phase"] for t in vm["status"]["stats"]["phasesTransitions"]]
+    assert phases[-3:] == ["Running", "Stopping", "Stopped"]
+    running = {c["type"]: c for c in vm["status"]["conditions"]}["Running"]
+    assert "message" not in running  # not "did not power off within ..."
 
 
 def test_api_refuses_other_users(daemon):
@@ -208,25 +287,38 @@ def test_apply_validates_before_writing(daemon):
     assert '"7%" is not allowed by class "generic"' in ready["message"]
 
 
+def expected_meta_data(name, user_data, ns="default"):
+    """NoCloud meta-data as vmletd writes it, computed here independently: instance-id is
+    the name and the first 16 hex digits of sha256(ns "/" name NUL user-data)."""
+    digest = hashlib.sha256(f"{ns}/{name}".encode() + b"\0" + user_data.encode()).hexdigest()
+    return f"instance-id: {name}-{digest[:16]}\nlocal-hostname: {name}\n"
+
+
+def cidata_file(con, name):
+    return "\n".join(con.section(f"VMLET-CIDATA-BEGIN {name}", f"VMLET-CIDATA-END {name}")) + "\n"
+
+
 def test_guest_poweroff_follows_run_policy(daemon):
     """The guest powers itself off (a test control in its cloud-init user-data, built into
-    the cidata ISO in process): AlwaysOnUnlessStoppedManually counts it as a manual stop,
-    AlwaysOn starts the VM again."""
-    for name in ("quiet", "always"):
+    the cidata ISO in process): AlwaysOnUnlessStoppedManually and Manual count it as a
+    manual stop, AlwaysOn starts the VM again."""
+    for name in ("quiet", "always", "manual"):
         daemon.guest_disk(f"{name}-root")
     user_data = "#cloud-config\n#vmlet: poweroff-after 2\n"
     daemon.write_vm("quiet", provisioning={"type": "UserData", "userData": user_data})
     daemon.write_vm("always", runPolicy="AlwaysOn",
                     provisioning={"type": "UserData", "userData": user_data})
+    daemon.write_vm("manual", runPolicy="Manual",
+                    provisioning={"type": "UserData", "userData": user_data})
     daemon.start()
     con = console_of(daemon, "quiet")
     try:
         daemon.wait_phase("quiet", "Running")
-        # The guest read the seed vmletd built: same bytes as the spec's userData.
+        # The guest read the seed vmletd built: the spec's userData and the meta-data for
+        # this VM, byte for byte.
         con.wait_for("VMLET-CIDATA-OK", 60)
-        got = "\n".join(con.section("VMLET-CIDATA-BEGIN user-data",
-                                    "VMLET-CIDATA-END user-data")) + "\n"
-        assert got == user_data
+        assert cidata_file(con, "user-data") == user_data
+        assert cidata_file(con, "meta-data") == expected_meta_data("quiet", user_data)
         con.wait_for("VMLET-POWEROFF", 30)
     finally:
         con.close()
@@ -248,6 +340,23 @@ def test_guest_poweroff_follows_run_policy(daemon):
     assert vm["status"]["pid"] != first and vm["status"]["restarts"] == 0
     phases = [t["phase"] for t in vm["status"]["stats"]["phasesTransitions"]]
     assert "Stopped" in phases[phases.index("Running"):]
+
+    # Manual: started by an operation; the guest's power-off leaves it Stopped.
+    assert daemon.vm("manual")["status"]["phase"] == "Stopped"
+    status, _ = daemon.operate("manual", "Start")
+    assert status == 201
+    daemon.wait_phase("manual", "Running")
+    con = console_of(daemon, "manual")
+    try:
+        con.wait_for("VMLET-POWEROFF", 90)
+    finally:
+        con.close()
+    vm = daemon.wait_phase("manual", "Stopped", 30)
+    cond = {c["type"]: c for c in vm["status"]["conditions"]}["Running"]
+    assert cond["message"] == "the guest powered off" and vm["status"]["restarts"] == 0
+    time.sleep(3)
+    assert daemon.vm("manual")["status"]["phase"] == "Stopped"
+    assert "pid" not in daemon.vm("manual")["status"]
 
 
 def test_node_selector_mismatch_stays_pending(daemon):
@@ -329,9 +438,9 @@ SYSPREP = "provisioning.virtualization.deckhouse.io/sysprep"
 
 
 def test_provisioning_from_secrets(daemon):
-    """UserDataRef: the guest reads the Secret's decoded userData; SysprepRef: the guest
-    sees the unattend file on its own CD. Secret values never appear in the API."""
-    import hashlib
+    """UserDataRef: the guest reads the Secret's decoded userData and the VM's meta-data;
+    SysprepRef: the guest sees both answer files on their own CD. Secret values never appear
+    in the API."""
     daemon.guest_disk("fromsecret-root")
     daemon.guest_disk("win-root")
     # The seed's cloud-config verbatim, this time from a Secret.
@@ -340,7 +449,9 @@ def test_provisioning_from_secrets(daemon):
     marker = "fPmUsbjAuA7mnQNTajQM6Clhes"  # from its password hash: must never leak
     write_secret(daemon, "cloud-init-example", CLOUD_INIT, {"userData": user_data})
     unattend = "<unattend xmlns=\"urn:schemas-microsoft-com:unattend\"/>\n"
-    write_secret(daemon, "sysprep-example", SYSPREP, {"Unattend.XML": unattend})
+    autounattend = "<unattend xmlns=\"urn:schemas-microsoft-com:unattend\"><!--auto--></unattend>\n"
+    write_secret(daemon, "sysprep-example", SYSPREP,
+                 {"Unattend.XML": unattend, "AutoUnattend.xml": autounattend})
     daemon.write_vm("fromsecret", provisioning={
         "type": "UserDataRef", "userDataRef": {"kind": "Secret", "name": "cloud-init-example"}})
     daemon.write_vm("win", provisioning={
@@ -354,15 +465,24 @@ def test_provisioning_from_secrets(daemon):
     win = console_of(daemon, "win")
     try:
         con.wait_for("VMLET-CIDATA-OK", 90)
-        got = "\n".join(con.section("VMLET-CIDATA-BEGIN user-data",
-                                    "VMLET-CIDATA-END user-data")) + "\n"
-        line = win.wait_for("VMLET-SYSPREP-FILE", 90)
+        got = cidata_file(con, "user-data")
+        meta = cidata_file(con, "meta-data")
+        # The guest scans every ISO9660 volume for answer files, then starts ticking: by
+        # the first tick, every file it found has been printed.
+        win.wait_for("VMLET-TICK", 90)
+        sysprep = sorted(l for l in win.lines if l.startswith("VMLET-SYSPREP-FILE"))
     finally:
         con.close()
         win.close()
     assert got == user_data
-    sha = hashlib.sha256(unattend.encode()).hexdigest()
-    assert line == f"VMLET-SYSPREP-FILE unattend.xml {len(unattend)} {sha}"
+    assert meta == expected_meta_data("fromsecret", user_data)
+
+    def line(name, text):
+        sha = hashlib.sha256(text.encode()).hexdigest()
+        return f"VMLET-SYSPREP-FILE {name} {len(text)} {sha}"
+    # Exactly the Secret's two keys, under their lower-case names, nothing else.
+    assert sysprep == sorted([line("autounattend.xml", autounattend),
+                              line("unattend.xml", unattend)])
     # The seed ISO is private to the VM's QEMU.
     iso = daemon.root / "run" / "vms" / "default.fromsecret" / "cidata.iso"
     assert oct(iso.stat().st_mode & 0o777) == "0o600"
@@ -392,45 +512,126 @@ def test_provisioning_from_secrets(daemon):
     assert vm["status"]["restartAwaitingChanges"] == []
 
 
-def test_bad_secrets_leave_vm_pending(daemon):
+def wait_reason(daemon, name, expected, timeout=20):
+    """The VM's Ready condition once it says exactly expected (drop-ins written one after
+    the other pass through other reasons first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        vm = daemon.vm(name)
+        ready = vm and {c["type"]: c for c in vm["status"]["conditions"]}["Ready"]
+        if ready and ready.get("message") == expected:
+            return vm
+        assert time.monotonic() < deadline, (name, vm and vm["status"])
+        time.sleep(0.1)
+
+
+def test_bad_provisioning_inputs_leave_only_their_vm_pending(daemon):
+    """Each bad input, added to a running vmletd: its VM Pending with exactly its reason,
+    while a healthy VM on the same daemon keeps running, untouched (same QEMU, no phase
+    change). Secrets are checked wherever they are found, before they are decoded."""
+    import base64
+    daemon.guest_disk("steady-root")
+    daemon.guest_disk("bad-root")  # shared: none of the bad VMs ever starts
     daemon.guest_disk("open-root")
-    daemon.guest_disk("typed-root")
-    daemon.guest_disk("nokey-root")
-    daemon.guest_disk("nosecret-root")
-    write_secret(daemon, "open", CLOUD_INIT, {"userData": "#cloud-config\n"}, mode=0o644)
+    daemon.write_vm("steady")
+    daemon.start()
+    steady = daemon.wait_phase("steady", "Running")
+    pid = steady["status"]["pid"]
+    transitions = steady["status"]["stats"]["phasesTransitions"]
+
+    secrets_d, vms_d = daemon.etc / "secrets.d", daemon.etc / "vms.d"
+    garbage = {"userData": "not base64!"}
+
+    def raw_secret(path, name, data, mode):
+        path.write_text(json.dumps({"apiVersion": "v1", "kind": "Secret",
+                                    "metadata": {"name": name}, "type": CLOUD_INIT,
+                                    "data": data}))
+        os.chmod(path, mode)
+
     write_secret(daemon, "typed", SYSPREP, {"userData": "#cloud-config\n"})
     write_secret(daemon, "nokey", CLOUD_INIT, {"user-data": "#cloud-config\n"})
-    (daemon.etc / "secrets.d" / "garbled.json").write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "garbled"},
-        "type": CLOUD_INIT, "data": {"userData": "not base64!"}}))
-    os.chmod(daemon.etc / "secrets.d" / "garbled.json", 0o600)
-    daemon.guest_disk("garbled-root")
-    for vm, secret in (("open", "open"), ("typed", "typed"), ("nokey", "nokey"),
-                       ("nosecret", "missing"), ("garbled", "garbled")):
+    raw_secret(secrets_d / "garbled.json", "garbled", garbage, 0o600)
+    # World-readable and bad base64: the mode is the problem reported.
+    raw_secret(secrets_d / "open.json", "open", garbage, 0o644)
+    # Private, but owned by someone else than root or vmletd.
+    write_secret(daemon, "owned", CLOUD_INIT, {"userData": "#cloud-config\n"})
+    os.chown(secrets_d / "owned.json", 65534, 65534)
+    ref = {"blockDeviceRefs": [{"kind": "VirtualDisk", "name": "bad-root"}]}
+    for vm, secret in (("typed", "typed"), ("nokey", "nokey"), ("nosecret", "missing"),
+                       ("garbled", "garbled"), ("open", "open"), ("owned", "owned")):
         daemon.write_vm(vm, provisioning={"type": "UserDataRef",
-                                          "userDataRef": {"kind": "Secret", "name": secret}})
-    daemon.start()
+                                          "userDataRef": {"kind": "Secret", "name": secret}},
+                        **ref)
+    daemon.write_vm("big", provisioning={"type": "UserData", "userData": "#" * 2049}, **ref)
+    daemon.write_vm("both", provisioning={"type": "UserData", "userData": "#cloud-config\n",
+                                          "sysprepRef": {"kind": "Secret", "name": "typed"}},
+                    **ref)
+    # A Secret in a vms.d List is checked like one in secrets.d: this List is 0644.
+    listed = vms_d / "listed.json"
+    listed.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "listed-secret"},
+         "type": CLOUD_INIT, "data": garbage},
+        json.loads(daemon.write_vm("listed", provisioning={
+            "type": "UserDataRef", "userDataRef": {"kind": "Secret", "name": "listed-secret"}},
+            **ref).read_text())]}))
+    os.chmod(listed, 0o644)
 
-    def reason(name):
-        vm = daemon.wait_phase(name, "Pending", 10)
-        return {c["type"]: c for c in vm["status"]["conditions"]}["Ready"]["message"]
-
-    secrets_d = daemon.etc / "secrets.d"
-    assert reason("open") == (f'spec.provisioning.userDataRef: Secret "open" was refused: '
-                              f"{secrets_d}/open.json: mode 0644 lets others read a Secret; "
-                              "expected 0600 or 0400 (chmod 600)")
-    assert reason("typed") == ('spec.provisioning.userDataRef: Secret "typed" has type '
-                               f'"{SYSPREP}", expected "{CLOUD_INIT}"')
-    assert reason("nokey") == 'spec.provisioning.userDataRef: Secret "nokey" has no key "userData"'
-    assert reason("nosecret") == ('spec.provisioning.userDataRef: Secret "missing" not found in '
-                                  'namespace "default"')
-    assert reason("garbled") == (
-        f'spec.provisioning.userDataRef: Secret "garbled" was refused: {secrets_d}/garbled.json: '
-        "data.userData: expected base64 (RFC 4648, padded), found invalid base64")
-    assert qemu_pids(daemon.root) == []
-    # Fixing the file mode is enough: the VM starts by itself.
-    os.chmod(secrets_d / "open.json", 0o600)
+    field = "spec.provisioning.userDataRef"
+    mode_644 = "mode 0644 lets others read a Secret; expected 0600 or 0400 (chmod 600)"
+    expected = {
+        "typed": f'{field}: Secret "typed" has type "{SYSPREP}", expected "{CLOUD_INIT}"',
+        "nokey": f'{field}: Secret "nokey" has no key "userData"',
+        "nosecret": f'{field}: Secret "missing" not found in namespace "default"',
+        "garbled": (f'{field}: Secret "garbled" was refused: {secrets_d}/garbled.json: '
+                    "data.userData: expected base64 (RFC 4648, padded), found invalid base64"),
+        "open": f'{field}: Secret "open" was refused: {secrets_d}/open.json: {mode_644}',
+        "owned": (f'{field}: Secret "owned" was refused: {secrets_d}/owned.json: owned by uid '
+                  "65534; expected root or vmletd's user to own a Secret (chown)"),
+        "listed": f'{field}: Secret "listed-secret" was refused: {listed}: {mode_644}',
+        "big": (f"{vms_d}/big.json: spec.provisioning.userData: expected at most 2048 bytes, "
+                "found 2049"),
+        "both": (f"{vms_d}/both.json: spec.provisioning.sysprepRef: must not be set when type "
+                 "is UserData (provisioning sources are mutually exclusive)"),
+    }
+    for name, reason in expected.items():
+        vm = wait_reason(daemon, name, reason)
+        assert vm["status"]["phase"] == "Pending", name
+        ready = {c["type"]: c for c in vm["status"]["conditions"]}["Ready"]
+        assert ready["reason"] == ("InvalidSpec" if name in ("big", "both")
+                                   else "DependencyNotReady"), name
+    # The healthy VM never noticed.
+    vm = daemon.vm("steady")
+    assert vm["status"]["phase"] == "Running" and vm["status"]["pid"] == pid
+    assert vm["status"]["stats"]["phasesTransitions"] == transitions
+    assert qemu_pids(daemon.root) == [pid]
+    # Nothing secret leaked: the undecodable values are never quoted.
+    _, listing = daemon.request("GET", f"{API}/virtualmachines")
+    assert "not base64!" not in json.dumps(listing)
+    assert "not base64!" not in daemon.log.read_text()
+    # Fixed by hand: a valid Secret in a private file is enough, the VM starts by itself.
+    write_secret(daemon, "open", CLOUD_INIT, {"userData": "#cloud-config\n"})
+    daemon.write_vm("open", provisioning={"type": "UserDataRef",
+                                          "userDataRef": {"kind": "Secret", "name": "open"}})
     daemon.wait_phase("open", "Running", 60)
+    assert daemon.vm("steady")["status"]["pid"] == pid
+
+
+def test_unreadable_secret_file(daemon):
+    """vmletd without CAP_DAC_OVERRIDE (as a hardened unit may run it) cannot open a root
+    Secret of mode 0000: the VM says so; once the file is readable, it starts."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop capabilities with setpriv")
+    daemon.guest_disk("locked-root")
+    path = write_secret(daemon, "locked", CLOUD_INIT, {"userData": "#cloud-config\n"}, mode=0)
+    daemon.write_vm("locked", provisioning={"type": "UserDataRef",
+                                            "userDataRef": {"kind": "Secret", "name": "locked"}})
+    daemon.start(wrapper=["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                          "--inh-caps=-all"])
+    vm = wait_reason(daemon, "locked", 'spec.provisioning.userDataRef: Secret "locked" was '
+                                       f"refused: {path}: cannot open: Permission denied")
+    assert vm["status"]["phase"] == "Pending"
+    os.chmod(path, 0o600)
+    daemon.wait_phase("locked", "Running", 60)
 
 
 def test_running_vm_survives_a_broken_edit(daemon):

@@ -83,9 +83,10 @@ class Console:
                 self.echo(text)
         return True
 
-    def wait_for(self, marker, timeout):
-        """Returns the first line starting with marker, or raises TimeoutError."""
-        seen = 0
+    def wait_for(self, marker, timeout, start=0):
+        """Returns the first line starting with marker (from line index start on: see
+        len(lines) for "after what was seen so far"), or raises TimeoutError."""
+        seen = start
         deadline = time.monotonic() + timeout
         while True:
             for line in self.lines[seen:]:
