@@ -16,6 +16,7 @@ import time
 SOURCE = pathlib.Path(__file__).resolve().parents[1]
 BUILD = SOURCE / "build"
 sys.path.insert(0, str(SOURCE / "tests" / "integration"))
+from daemon import remove_cgroups  # noqa: E402
 from vmrun import Console  # noqa: E402
 
 T0 = time.monotonic()
@@ -53,13 +54,16 @@ def wait_phase(conf, want, timeout):
 
 def main(guest_dir):
     root = pathlib.Path(tempfile.mkdtemp(prefix="vmlet-demo-", dir="/tmp"))
+    root.chmod(0o711)  # QEMU runs as vmlet-qemu: it passes through to its VM's files
     etc = root / "etc"
     for d in ("vms.d", "disks.d", "images.d", "classes.d", "secrets.d"):
         (etc / d).mkdir(parents=True)
     conf = root / "vmlet.conf"
     conf.write_text(f"[node]\nname=demo-node\n[paths]\nrun-dir={root}/run\n"
                     f"state-dir={root}/state\nconfig-dir={etc}\n"
-                    f"profiles-dir={SOURCE}/qemu-profiles\n")
+                    f"profiles-dir={SOURCE}/qemu-profiles\n"
+                    # below the demo's own cgroups: a scratch node leaves the host's alone
+                    f"[resources]\ncgroup-parent=vmlet-demo-{root.name}\n")
     say(f"scratch node {root} (vmlet.conf, drop-ins, state); every vmlet below runs with "
         f"-c {conf}")
 
@@ -114,6 +118,7 @@ def main(guest_dir):
             say(f"cleanup: {e}")
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=30)
+        remove_cgroups(f"vmlet-demo-{root.name}")
         shutil.rmtree(root, ignore_errors=True)
     say("done: vmletd stopped, scratch node removed")
 
