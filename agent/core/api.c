@@ -341,27 +341,43 @@ static gboolean dropin_holds_list(const char *path)
   return root && json_object_has_member(json_node_get_object(root), "items");
 }
 
-static void put_vm(VmletApi *api, SoupServerMessage *msg, const char *ns, const char *name)
+/* The request's body as exactly one object of kind named ns/name, parsed as the daemon will
+ * read it as a drop-in (so nothing is written that would not load); NULL after answering
+ * 422 with why. */
+static GPtrArray *request_object(SoupServerMessage *msg, GBytes *body, const char *ns,
+                                 const char *name, VmletKind kind, const char *kind_name)
 {
   gsize len = 0;
-  g_autoptr(GBytes) bytes = request_body(msg);
-  const char *data = g_bytes_get_data(bytes, &len);
+  const char *data = g_bytes_get_data(body, &len);
   g_autoptr(GError) error = NULL;
   g_autofree char *source = g_strdup_printf("%s/%s", ns, name);
-  /* Validate exactly as the daemon will read it; refuse before touching the drop-in. */
   g_autoptr(GPtrArray) objs = vmlet_objects_parse(source, data ? data : "", len, NULL, &error);
   if (!objs) {
     respond_error(msg, 422, "Invalid", error->message);
-    return;
+    return NULL;
   }
-  VmletObject *o = objs->len == 1 ? objs->pdata[0] : NULL;
-  if (!o || o->kind != VMLET_KIND_VIRTUAL_MACHINE || !g_str_equal(o->vm->meta.name, name) ||
-      !g_str_equal(o->vm->meta.namespace, ns)) {
-    g_autofree char *m = g_strdup_printf("%s: expected one VirtualMachine named \"%s\" in "
-                                         "namespace \"%s\"", source, name, ns);
+  const VmletObject *o = objs->len == 1 ? objs->pdata[0] : NULL;
+  const VmletMeta *meta = o ? vmlet_object_meta(o) : NULL;
+  if (!o || o->kind != kind || !g_str_equal(meta->name, name) ||
+      !g_str_equal(meta->namespace, ns)) {
+    g_autofree char *m = g_strdup_printf("%s: expected one %s named \"%s\" in namespace \"%s\"",
+                                         source, kind_name, name, ns);
     respond_error(msg, 422, "Invalid", m);
-    return;
+    return NULL;
   }
+  return g_steal_pointer(&objs);
+}
+
+static void put_vm(VmletApi *api, SoupServerMessage *msg, const char *ns, const char *name)
+{
+  g_autoptr(GBytes) bytes = request_body(msg);
+  g_autoptr(GPtrArray) objs =
+      request_object(msg, bytes, ns, name, VMLET_KIND_VIRTUAL_MACHINE, "VirtualMachine");
+  if (!objs)
+    return;
+  gsize len = 0;
+  const char *data = g_bytes_get_data(bytes, &len);
+  g_autoptr(GError) error = NULL;
   /* An existing VM keeps its drop-in file; a new one gets <config-dir>/vms.d/NAME.json. */
   VmletVm *existing = vmlet_manager_lookup(api->mgr, ns, name);
   g_autofree char *path = existing && vmlet_vm_get_source(existing)
@@ -538,24 +554,12 @@ static void on_dropin_written(GObject *source, GAsyncResult *res, gpointer data)
 static void put_attachment(VmletApi *api, SoupServerMessage *msg, const char *ns,
                            const char *name)
 {
-  gsize len = 0;
   g_autoptr(GBytes) bytes = request_body(msg);
-  const char *data = g_bytes_get_data(bytes, &len);
-  g_autoptr(GError) error = NULL;
-  g_autofree char *source = g_strdup_printf("%s/%s", ns, name);
-  g_autoptr(GPtrArray) objs = vmlet_objects_parse(source, data ? data : "", len, NULL, &error);
-  if (!objs) {
-    respond_error(msg, 422, "Invalid", error->message);
+  g_autoptr(GPtrArray) objs = request_object(msg, bytes, ns, name, VMLET_KIND_VMBDA,
+                                             "VirtualMachineBlockDeviceAttachment");
+  if (!objs)
     return;
-  }
-  VmletObject *o = objs->len == 1 ? objs->pdata[0] : NULL;
-  if (!o || o->kind != VMLET_KIND_VMBDA || !g_str_equal(o->attachment->meta.name, name) ||
-      !g_str_equal(o->attachment->meta.namespace, ns)) {
-    g_autofree char *m = g_strdup_printf("%s: expected one VirtualMachineBlockDeviceAttachment "
-                                         "named \"%s\" in namespace \"%s\"", source, name, ns);
-    respond_error(msg, 422, "Invalid", m);
-    return;
-  }
+  VmletObject *o = objs->pdata[0];
   g_autoptr(VmbdaProblem) problem = vmlet_manager_check_attachment(api->mgr, o->attachment);
   if (problem) {
     respond_error(msg, 409, "Conflict", problem->message);

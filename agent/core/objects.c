@@ -9,6 +9,25 @@
 #include "jsonval.h"
 #include "vmlet-error.h"
 
+const VmletMeta *vmlet_object_meta(const VmletObject *obj)
+{
+  switch (obj->kind) {
+  case VMLET_KIND_VIRTUAL_MACHINE:
+    return &obj->vm->meta;
+  case VMLET_KIND_VIRTUAL_DISK:
+  case VMLET_KIND_VIRTUAL_IMAGE:
+  case VMLET_KIND_CLUSTER_VIRTUAL_IMAGE:
+    return &obj->block->meta;
+  case VMLET_KIND_VIRTUAL_MACHINE_CLASS:
+    return &obj->klass->meta;
+  case VMLET_KIND_SECRET:
+    return &obj->secret->meta;
+  case VMLET_KIND_VMBDA:
+    return &obj->attachment->meta;
+  }
+  return NULL;
+}
+
 void vmlet_object_free(VmletObject *obj)
 {
   if (!obj)

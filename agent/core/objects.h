@@ -34,6 +34,8 @@ typedef struct {
 #define VMLET_MAX_LIST_ITEMS 256
 
 void vmlet_object_free(VmletObject *obj);
+/* The object's apiVersion/kind/metadata, whatever its kind. */
+const VmletMeta *vmlet_object_meta(const VmletObject *obj);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmletObject, vmlet_object_free)
 
 /* Parses a document. On success returns the objects (VmletObject *, owned by the array);

@@ -76,6 +76,7 @@ struct _VmletVm {
   int gate;              /* holds a new QEMU before exec until it is in its cgroup */
   VmResources res;       /* the limits its cgroup was given */
   char *resources_error; /* why a live change of them failed */
+  char *place_error;     /* why the QEMU at the gate was let go to exit */
   gboolean is_child;     /* spawned by this agent (reapable) rather than adopted */
   VmletQmp *qmp;
   GCancellable *cancel;  /* QMP connect and commands of the current QEMU */
@@ -160,6 +161,7 @@ static void vmlet_vm_finalize(GObject *obj)
   g_free(vm->last_exit);
   g_free(vm->save_error);
   g_free(vm->resources_error);
+  g_free(vm->place_error);
   g_ptr_array_unref(vm->ops);
   G_OBJECT_CLASS(vmlet_vm_parent_class)->finalize(obj);
 }
@@ -651,7 +653,9 @@ static void qemu_exited(VmletVm *vm)
   g_autofree char *how = reaped ? describe_status(status) : g_strdup("exit status unknown: "
                                                                      "QEMU was adopted");
   g_free(vm->last_exit);
-  vm->last_exit = g_strdup_printf("QEMU exited unexpectedly (%s)", how);
+  /* A QEMU that never got past its gate exited because it could not be placed. */
+  vm->last_exit = vm->place_error ? g_steal_pointer(&vm->place_error)
+                                  : g_strdup_printf("QEMU exited unexpectedly (%s)", how);
   complete_ops(vm, VM_OP_START, OP_FAILED, vm->last_exit);
   complete_ops(vm, VM_OP_RESTART, OP_FAILED, vm->last_exit);
   set_phase(vm, VM_PHASE_STOPPED);
@@ -852,8 +856,8 @@ static void on_placed(GObject *src, GAsyncResult *res, gpointer data)
     return;
   }
   if (!location) {
-    g_free(vm->last_exit);
-    vm->last_exit = g_strdup_printf("placing QEMU in its cgroup failed: %s", error->message);
+    g_free(vm->place_error);
+    vm->place_error = g_strdup_printf("placing QEMU in its cgroup failed: %s", error->message);
     vmlet_proc_release(vm->gate, FALSE);
     vm->gate = -1;
     return; /* it exits at the gate; its exit schedules a retry */

@@ -139,21 +139,29 @@ static char *contract(VmletCgroups *cg)
 
 /* ---- cgroupfs v1, real ---- */
 
-static void test_v1(void)
+/* The v1 backend on this host, its groups below parent (relative: below this test's own
+ * cgroups); NULL, the test skipped with the reason, where it cannot run. */
+static VmletCgroups *real_v1(const char *parent)
 {
   if (geteuid() != 0) {
     g_test_skip("cgroupfs v1: needs root to create cgroups");
-    return;
+    return NULL;
   }
-  g_autofree char *parent = g_strdup_printf("vmlet-contract-%d", (int)getpid());
   g_autoptr(GError) error = NULL;
-  g_autoptr(VmletCgroups) cg = vmlet_cgroups_new_fs(VMLET_CGROUP_FS_V1, "/sys/fs/cgroup",
-                                                    parent, &error);
+  VmletCgroups *cg = vmlet_cgroups_new_fs(VMLET_CGROUP_FS_V1, "/sys/fs/cgroup", parent, &error);
   if (!cg) {
     g_autofree char *why = g_strdup_printf("cgroupfs v1 is not usable here: %s", error->message);
     g_test_skip(why);
-    return;
   }
+  return cg;
+}
+
+static void test_v1(void)
+{
+  g_autofree char *parent = g_strdup_printf("vmlet-contract-%d", (int)getpid());
+  g_autoptr(VmletCgroups) cg = real_v1(parent);
+  if (!cg)
+    return;
   g_autofree char *loc = contract(cg);
   /* Every hierarchy named, each path below this process's own cgroup there. */
   g_auto(GStrv) pairs = g_strsplit(loc, " ", -1);
@@ -175,19 +183,11 @@ static void test_v1(void)
  * hierarchy, while the limits are enforced by the kernel (not just written). */
 static void test_v1_process_placed(void)
 {
-  if (geteuid() != 0) {
-    g_test_skip("cgroupfs v1: needs root to create cgroups");
-    return;
-  }
   g_autofree char *parent = g_strdup_printf("vmlet-placed-%d", (int)getpid());
-  g_autoptr(GError) error = NULL;
-  g_autoptr(VmletCgroups) cg = vmlet_cgroups_new_fs(VMLET_CGROUP_FS_V1, "/sys/fs/cgroup",
-                                                    parent, &error);
-  if (!cg) {
-    g_autofree char *why = g_strdup_printf("cgroupfs v1 is not usable here: %s", error->message);
-    g_test_skip(why);
+  g_autoptr(VmletCgroups) cg = real_v1(parent);
+  if (!cg)
     return;
-  }
+  g_autoptr(GError) error = NULL;
   const char *const argv[] = {"/bin/sleep", "600", NULL};
   VmletSpawnOptions opts = {.gated = TRUE};
   VmletProcId id;
