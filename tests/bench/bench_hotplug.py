@@ -19,6 +19,8 @@ Each attach is followed by a detach (not timed). Blocks of runs alternate so dri
 noisy host hits all three alike. Medians, never timed assertions.
 """
 import json
+import os
+import pwd
 import pathlib
 import signal
 import socket
@@ -172,6 +174,11 @@ def bench_hotplug(runs, guest_dir=GUEST_DIR):
         d.write_vm("web")
         disk = d.root / "state" / "disks" / "default" / "bench.qcow2"
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
+        # QEMU runs as vmlet-qemu: the raw baseline needs the disk given to it, which vmletd
+        # does itself before each attach.
+        qemu_user = pwd.getpwnam("vmlet-qemu")
+        os.chown(disk, qemu_user.pw_uid, qemu_user.pw_gid)
+        os.chmod(disk, 0o600)
         (d.etc / "disks.d" / "bench.json").write_text(json.dumps({
             "apiVersion": "virtualization.deckhouse.io/v1alpha2", "kind": "VirtualDisk",
             "metadata": {"name": "bench"}}))
