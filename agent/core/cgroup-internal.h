@@ -4,9 +4,13 @@
 #include "cgroup.h"
 
 typedef struct {
-  /* Creates the group with res, moves pid in; the task returns the location (char *). */
+  /* Creates the group with res, moves pid in; the task returns the location (char *).
+   * Either place (asynchronous, from the main loop) or place_sync (blocking: run in a
+   * worker thread, since the kernel may take milliseconds to move a process). */
   void (*place)(VmletCgroups *cg, const char *namespace, const char *name, pid_t pid,
                 const VmResources *res, GTask *task);
+  char *(*place_sync)(VmletCgroups *cg, const char *namespace, const char *name, pid_t pid,
+                      const VmResources *res, GError **error);
   /* Sets the CPU weight and quota; the task returns a boolean. */
   void (*update_cpu)(VmletCgroups *cg, const char *location, const VmResources *res,
                      GTask *task);
@@ -18,6 +22,7 @@ typedef struct {
 } VmletCgroupOps;
 
 struct _VmletCgroups {
+  gint refs; /* the owner's, and one per placement running in a worker thread */
   VmletCgroupManagerKind kind;
   const VmletCgroupOps *ops;
   gpointer backend; /* the backend's own state */
@@ -61,5 +66,5 @@ char *vmlet_cgroup_self_path(const char *controller, GError **error);
  * own + "/vmlet". */
 char *vmlet_cgroup_resolve_parent(const char *parent, const char *own);
 
-/* Completes task at once (the cgroupfs backends work synchronously). */
+/* Completes task with a location or an error, and drops the caller's reference. */
 void vmlet_cgroup_task_return_location(GTask *task, char *location, GError *error);

@@ -174,11 +174,10 @@ static gboolean create_and_move(V1 *v, const char *location, pid_t pid, const Vm
   return TRUE;
 }
 
-static void v1_place(VmletCgroups *cg, const char *namespace, const char *name, pid_t pid,
-                     const VmResources *res, GTask *task)
+static char *v1_place(VmletCgroups *cg, const char *namespace, const char *name, pid_t pid,
+                      const VmResources *res, GError **error)
 {
   V1 *v = cg->backend;
-  GError *error = NULL;
   g_autofree char *leaf = vmlet_cgroup_leaf(namespace, name);
   GString *location = g_string_new(NULL);
   for (guint i = 0; i < v->hier->len; i++) {
@@ -187,9 +186,9 @@ static void v1_place(VmletCgroups *cg, const char *namespace, const char *name, 
     g_string_append_printf(location, "%s%s:%s", location->len ? " " : "", h->controller, rel);
   }
   char *loc = g_string_free(location, FALSE);
-  if (!create_and_move(v, loc, pid, res, &error))
+  if (!create_and_move(v, loc, pid, res, error))
     g_clear_pointer(&loc, g_free);
-  vmlet_cgroup_task_return_location(task, loc, error);
+  return loc;
 }
 
 static void v1_update_cpu(VmletCgroups *cg, const char *location, const VmResources *res,
@@ -260,7 +259,7 @@ static char *v1_describe(VmletCgroups *cg, const char *location)
 }
 
 const VmletCgroupOps vmlet_cgroup_v1_ops = {
-    .place = v1_place,
+    .place_sync = v1_place,
     .update_cpu = v1_update_cpu,
     .read = v1_read,
     .pids = v1_pids,

@@ -111,17 +111,16 @@ static gboolean create_and_move(V2 *v, const char *dir, pid_t pid, const VmResou
          vmlet_cgroup_write_u64(dir, "cgroup.procs", (guint64)pid, error);
 }
 
-static void v2_place(VmletCgroups *cg, const char *namespace, const char *name, pid_t pid,
-                     const VmResources *res, GTask *task)
+static char *v2_place(VmletCgroups *cg, const char *namespace, const char *name, pid_t pid,
+                      const VmResources *res, GError **error)
 {
   V2 *v = cg->backend;
-  GError *error = NULL;
   g_autofree char *leaf = vmlet_cgroup_leaf(namespace, name);
   char *location = g_strconcat(g_str_equal(v->parent, "/") ? "" : v->parent, "/", leaf, NULL);
   g_autofree char *dir = dir_of(v, location);
-  if (!create_and_move(v, dir, pid, res, &error))
+  if (!create_and_move(v, dir, pid, res, error))
     g_clear_pointer(&location, g_free);
-  vmlet_cgroup_task_return_location(task, location, error);
+  return location;
 }
 
 static void v2_update_cpu(VmletCgroups *cg, const char *location, const VmResources *res,
@@ -172,7 +171,7 @@ static char *v2_describe(VmletCgroups *cg, const char *location)
 }
 
 const VmletCgroupOps vmlet_cgroup_v2_ops = {
-    .place = v2_place,
+    .place_sync = v2_place,
     .update_cpu = v2_update_cpu,
     .read = v2_read,
     .pids = v2_pids,

@@ -98,6 +98,7 @@ static const VmletCgroupOps *ops_of(VmletCgroupManagerKind kind)
 static VmletCgroups *wrap(VmletCgroupManagerKind kind, gpointer backend)
 {
   VmletCgroups *cg = g_new0(VmletCgroups, 1);
+  cg->refs = 1;
   cg->kind = kind;
   cg->ops = ops_of(kind);
   cg->backend = backend;
@@ -151,7 +152,7 @@ VmletCgroups *vmlet_cgroups_new(const VmletNode *node, GError **error)
 
 void vmlet_cgroups_free(VmletCgroups *cg)
 {
-  if (!cg)
+  if (!cg || !g_atomic_int_dec_and_test(&cg->refs))
     return;
   if (cg->backend)
     cg->ops->free(cg->backend);
@@ -163,13 +164,56 @@ VmletCgroupManagerKind vmlet_cgroups_kind(VmletCgroups *cg)
   return cg->kind;
 }
 
+typedef struct {
+  VmletCgroups *cg; /* a reference: the worker may outlive the manager at shutdown */
+  char *namespace, *name;
+  pid_t pid;
+  VmResources res;
+} Placement;
+
+static void placement_free(gpointer data)
+{
+  Placement *p = data;
+  vmlet_cgroups_free(p->cg);
+  g_free(p->namespace);
+  g_free(p->name);
+  g_free(p);
+}
+
+static void place_in_thread(GTask *task, gpointer source, gpointer data,
+                            GCancellable *cancellable)
+{
+  Placement *p = data;
+  GError *error = NULL;
+  char *location = p->cg->ops->place_sync(p->cg, p->namespace, p->name, p->pid, &p->res, &error);
+  if (location)
+    g_task_return_pointer(task, location, g_free);
+  else
+    g_task_return_error(task, error);
+}
+
 void vmlet_cgroups_place_async(VmletCgroups *cg, const char *namespace, const char *name,
                                pid_t pid, const VmResources *res, GCancellable *cancellable,
                                GAsyncReadyCallback callback, gpointer user_data)
 {
   GTask *task = g_task_new(NULL, cancellable, callback, user_data);
   g_task_set_source_tag(task, vmlet_cgroups_place_async);
-  cg->ops->place(cg, namespace, name, pid, res, task);
+  if (cg->ops->place) {
+    cg->ops->place(cg, namespace, name, pid, res, task);
+    return;
+  }
+  /* The first move into a cgroup v1 waits for an RCU grace period in the kernel (about
+   * 13 ms here): in a worker, so the main loop serves other VMs meanwhile. */
+  Placement *p = g_new0(Placement, 1);
+  g_atomic_int_inc(&cg->refs);
+  p->cg = cg;
+  p->namespace = g_strdup(namespace);
+  p->name = g_strdup(name);
+  p->pid = pid;
+  p->res = *res;
+  g_task_set_task_data(task, p, placement_free);
+  g_task_run_in_thread(task, place_in_thread);
+  g_object_unref(task);
 }
 
 char *vmlet_cgroups_place_finish(VmletCgroups *cg, GAsyncResult *result, GError **error)

@@ -28,6 +28,7 @@ VmletCgroups *vmlet_cgroups_new(const VmletNode *node, GError **error);
  * /sys/fs/cgroup), with parent as in vmlet.conf. */
 VmletCgroups *vmlet_cgroups_new_fs(VmletCgroupManagerKind kind, const char *root,
                                    const char *parent, GError **error);
+/* Drops the owner's reference (a placement in progress keeps its own). */
 void vmlet_cgroups_free(VmletCgroups *cg);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmletCgroups, vmlet_cgroups_free)
 
