@@ -44,37 +44,13 @@ gboolean vmlet_cgroup_write_u64(const char *dir, const char *file, guint64 value
 char *vmlet_cgroup_read(const char *dir, const char *file, GError **error)
 {
   g_autofree char *path = g_build_filename(dir, file, NULL);
-  vmlet_autofd fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) {
-    g_set_error(error, VMLET_ERROR, errno == ENOENT ? VMLET_ERROR_NOT_FOUND : VMLET_ERROR_IO,
-                "%s: %s", path, g_strerror(errno));
+  char *data = NULL;
+  gsize len = 0;
+  if (!vmlet_read_file_bounded(path, CGROUP_FILE_MAX, &data, &len, error))
     return NULL;
-  }
-  /* cgroupfs files report a size of 0 or 4096: read to EOF, bounded. */
-  GString *s = g_string_new(NULL);
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: %s", path, g_strerror(errno));
-      g_string_free(s, TRUE);
-      return NULL;
-    }
-    if (n == 0)
-      break;
-    if (s->len + (gsize)n > CGROUP_FILE_MAX) {
-      g_set_error(error, VMLET_ERROR, VMLET_ERROR_TOO_LARGE, "%s: larger than %d bytes", path,
-                  CGROUP_FILE_MAX);
-      g_string_free(s, TRUE);
-      return NULL;
-    }
-    g_string_append_len(s, buf, n);
-  }
-  while (s->len && (s->str[s->len - 1] == '\n' || s->str[s->len - 1] == ' '))
-    g_string_truncate(s, s->len - 1);
-  return g_string_free(s, FALSE);
+  while (len && (data[len - 1] == '\n' || data[len - 1] == ' '))
+    data[--len] = '\0';
+  return data;
 }
 
 gboolean vmlet_cgroup_read_u64(const char *dir, const char *file, guint64 *out, GError **error)

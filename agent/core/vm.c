@@ -74,7 +74,6 @@ struct _VmletVm {
   int pidfd;
   guint pidfd_watch;
   int gate;              /* holds a new QEMU before exec until it is in its cgroup */
-  VmResources res;       /* the limits its cgroup was given */
   char *resources_error; /* why a live change of them failed */
   char *place_error;     /* why the QEMU at the gate was let go to exit */
   gboolean is_child;     /* spawned by this agent (reapable) rather than adopted */
@@ -1028,7 +1027,8 @@ static void start(VmletVm *vm)
   }
   g_clear_pointer(&vm->problem, g_free);
   g_clear_pointer(&vm->resources_error, g_free);
-  vm_resources_compute(vm->spec, plan->accel, vm->env->node->cpu_limit, &vm->res);
+  VmResources res;
+  vm_resources_compute(vm->spec, plan->accel, vm->env->node->cpu_limit, &res);
   vm->plan = g_steal_pointer(&plan);
   vm->rec->proc = id;
   set_str(&vm->rec->qmp_socket, vm->plan->qmp_socket);
@@ -1054,7 +1054,7 @@ static void start(VmletVm *vm)
   watch_process(vm, pidfd);
   /* Into its cgroup while it waits before exec; on_placed lets it run. */
   vm->gate = gate;
-  vmlet_cgroups_place_async(vm->env->cgroups, vm->namespace, vm->name, id.pid, &vm->res,
+  vmlet_cgroups_place_async(vm->env->cgroups, vm->namespace, vm->name, id.pid, &res,
                             vm->cancel, on_placed, g_object_ref(vm));
 }
 

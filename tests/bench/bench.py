@@ -19,7 +19,6 @@ import json
 import os
 import pathlib
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ SOURCE = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("VMLET_BUILD_DIR", SOURCE / "build"))
 GOLDEN = SOURCE / "tests" / "golden"
 sys.path.insert(0, str(SOURCE / "tests" / "integration"))
+from qmp import connect_unix  # noqa: E402
 from vmrun import Node, socket_path  # noqa: E402
 sys.path.insert(0, str(SOURCE / "tests" / "bench"))
 from bench_hotplug import bench_hotplug  # noqa: E402
@@ -43,16 +43,7 @@ def time_to_greeting(argv, qmp_path):
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        while True:
-            try:
-                s = socket.socket(socket.AF_UNIX)
-                s.connect(qmp_path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                s.close()
-                if proc.poll() is not None:
-                    raise RuntimeError(f"QEMU exited with {proc.returncode}: {argv}")
-                time.sleep(0.0005)
+        s = connect_unix(qmp_path, 30, interval=0.0005, proc=proc)
         s.recv(1)
         elapsed = time.monotonic() - t0
         s.close()

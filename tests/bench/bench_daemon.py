@@ -41,6 +41,7 @@ BUILD = pathlib.Path(os.environ.get("VMLET_BUILD_DIR", SOURCE / "build"))
 GOLDEN = SOURCE / "tests" / "golden"
 sys.path.insert(0, str(SOURCE / "tests" / "integration"))
 from daemon import API, UnixHTTPConnection, remove_cgroups  # noqa: E402
+from qmp import connect_unix  # noqa: E402
 from vmrun import socket_path  # noqa: E402
 
 VMLET = BUILD / "agent" / "vmlet"
@@ -222,16 +223,7 @@ def qmp_ready_and_running(argv, qmp_path):
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        while True:
-            s = socket.socket(socket.AF_UNIX)
-            try:
-                s.connect(qmp_path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                s.close()
-                if proc.poll() is not None:
-                    raise RuntimeError(f"QEMU exited with {proc.returncode}")
-                time.sleep(0.0005)
+        s = connect_unix(qmp_path, 30, interval=0.0005, proc=proc)
         f = s.makefile("rwb")
         json.loads(f.readline())  # greeting
         for cmd in ("qmp_capabilities", "cont"):

@@ -31,7 +31,7 @@ import time
 
 SOURCE = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(SOURCE / "tests" / "integration"))
-from conftest import BUILD, vmlet_binary  # noqa: E402
+from conftest import vmlet_binary  # noqa: E402
 from daemon import API, Daemon  # noqa: E402
 from qmp import QMP  # noqa: E402
 from vmrun import Console  # noqa: E402

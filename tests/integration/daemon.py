@@ -1,7 +1,6 @@
 """A vmletd on a scratch node, driven through its HTTP API on the unix socket."""
 import http.client
 import json
-import os
 import pathlib
 import shutil
 import signal

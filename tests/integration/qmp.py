@@ -1,6 +1,5 @@
 """A small synchronous QMP client for tests (Python standard library only)."""
 import json
-import os
 import socket
 import subprocess
 import time
@@ -10,8 +9,9 @@ class QMPError(Exception):
     pass
 
 
-def connect_unix(path, timeout):
-    """Connects to a unix socket that QEMU may not have created yet."""
+def connect_unix(path, timeout, interval=0.02, proc=None):
+    """Connects to a unix socket that QEMU may not have created yet, trying every interval
+    seconds; gives up early when proc (the QEMU that should create it) has exited."""
     deadline = time.monotonic() + timeout
     while True:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -20,9 +20,11 @@ def connect_unix(path, timeout):
             return sock
         except (FileNotFoundError, ConnectionRefusedError):
             sock.close()
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"QEMU exited with {proc.returncode} before {path} existed")
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.02)
+            time.sleep(interval)
 
 
 class QMP:

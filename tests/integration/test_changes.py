@@ -3,7 +3,6 @@ status.restartAwaitingChanges exactly as the guide prints it, shown as NEED REST
 applied by a restart (or by itself with restartApprovalMode: Automatic). The guest's own
 nproc is the proof."""
 import json
-import re
 import subprocess
 import time
 

@@ -529,7 +529,6 @@ def test_bad_provisioning_inputs_leave_only_their_vm_pending(daemon):
     """Each bad input, added to a running vmletd: its VM Pending with exactly its reason,
     while a healthy VM on the same daemon keeps running, untouched (same QEMU, no phase
     change). Secrets are checked wherever they are found, before they are decoded."""
-    import base64
     daemon.guest_disk("steady-root")
     daemon.guest_disk("bad-root")  # shared: none of the bad VMs ever starts
     daemon.guest_disk("open-root")

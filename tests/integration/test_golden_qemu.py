@@ -8,7 +8,6 @@ that QEMU happily accepts still fails here: wrong boot order, a writable image, 
 hotplug slot, a wrong CPU count or memory size.
 """
 import json
-import os
 import pathlib
 import shutil
 import subprocess

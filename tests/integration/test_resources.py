@@ -8,7 +8,6 @@ from /proc/PID/status of the running QEMU.
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import time
 

@@ -71,6 +71,18 @@ static VmResources limits(guint cores, guint fraction)
   return r;
 }
 
+/* A child held at its gate before exec, as vmletd holds QEMU while it places it. */
+static pid_t spawn_gated(int *gate)
+{
+  const char *const argv[] = {"/bin/sleep", "600", NULL};
+  VmletSpawnOptions opts = {.gated = TRUE};
+  VmletProcId id;
+  g_autoptr(GError) error = NULL;
+  g_assert_true(vmlet_proc_spawn(argv, STDERR_FILENO, &opts, &id, gate, &error));
+  g_assert_no_error(error);
+  return id.pid;
+}
+
 static void assert_reads_back(VmletCgroups *cg, const char *loc, const VmResources *want)
 {
   g_autoptr(GError) error = NULL;
@@ -98,15 +110,14 @@ static gboolean lists(VmletCgroups *cg, const char *loc, pid_t pid)
   return FALSE;
 }
 
-/* Runs the contract; returns the location (for backend checks) after the child is gone. */
-static char *contract(VmletCgroups *cg)
+/* Runs the contract; returns the location (for backend checks) after the child is gone,
+ * and the pid it placed. */
+static char *contract(VmletCgroups *cg, pid_t *placed)
 {
-  const char *const argv[] = {"/bin/sleep", "600", NULL};
-  VmletSpawnOptions opts = {.gated = TRUE};
-  VmletProcId id;
   int gate = -1;
+  VmletProcId id = {.pid = spawn_gated(&gate)};
+  *placed = id.pid;
   g_autoptr(GError) error = NULL;
-  g_assert_true(vmlet_proc_spawn(argv, STDERR_FILENO, &opts, &id, &gate, &error));
 
   VmResources r1 = limits(1, 10);
   char *loc = place(cg, id.pid, &r1, &error);
@@ -162,7 +173,8 @@ static void test_v1(void)
   g_autoptr(VmletCgroups) cg = real_v1(parent);
   if (!cg)
     return;
-  g_autofree char *loc = contract(cg);
+  pid_t pid = 0;
+  g_autofree char *loc = contract(cg, &pid);
   /* Every hierarchy named, each path below this process's own cgroup there. */
   g_auto(GStrv) pairs = g_strsplit(loc, " ", -1);
   g_assert_cmpuint(g_strv_length(pairs), >=, 3);
@@ -188,11 +200,8 @@ static void test_v1_process_placed(void)
   if (!cg)
     return;
   g_autoptr(GError) error = NULL;
-  const char *const argv[] = {"/bin/sleep", "600", NULL};
-  VmletSpawnOptions opts = {.gated = TRUE};
-  VmletProcId id;
   int gate = -1;
-  g_assert_true(vmlet_proc_spawn(argv, STDERR_FILENO, &opts, &id, &gate, &error));
+  VmletProcId id = {.pid = spawn_gated(&gate)};
   VmResources r = limits(2, 20);
   g_autofree char *loc = place(cg, id.pid, &r, &error);
   g_assert_no_error(error);
@@ -280,7 +289,8 @@ static void test_v2_tree(void)
   g_autoptr(VmletCgroups) cg = vmlet_cgroups_new_fs(VMLET_CGROUP_FS_V2, root, "/machine",
                                                     &error);
   g_assert_no_error(error);
-  g_autofree char *loc = contract(cg);
+  pid_t pid = 0;
+  g_autofree char *loc = contract(cg, &pid);
   g_assert_cmpstr(loc, ==, "/machine/" NS "." NAME);
   /* The controllers were delegated at every level down to the parent, in one write. */
   g_autofree char *at_root = read_file(root, "cgroup.subtree_control");
@@ -419,7 +429,20 @@ static GPtrArray *calls(Bus *b, const char *method)
   return out;
 }
 
-static void fake_call(Bus *b, const char *method, const char *sig, const char *arg)
+static guint count_calls(Bus *b, const char *method)
+{
+  g_autoptr(GPtrArray) c = calls(b, method);
+  return c->len;
+}
+
+/* The fake collects a scope within 100 ms of its last process exiting. */
+static void wait_collected(Bus *b, guint n)
+{
+  for (int i = 0; i < 100 && count_calls(b, "collected") < n; i++)
+    g_usleep(50000);
+}
+
+static void fake_call(Bus *b, const char *method, const char *arg)
 {
   g_autoptr(GError) error = NULL;
   g_autofree char *bus_opt = g_strconcat("--bus=", b->address, NULL);
@@ -428,7 +451,6 @@ static void fake_call(Bus *b, const char *method, const char *sig, const char *a
                        "--print-reply", bus_opt,
                        "--dest=org.freedesktop.systemd1", "/org/freedesktop/systemd1",
                        method, arg ? arg : NULL, NULL);
-  (void)sig;
   g_assert_no_error(error);
   g_subprocess_wait(p, NULL, NULL);
 }
@@ -445,7 +467,8 @@ static void test_systemd(void)
   g_autoptr(GError) error = NULL;
   g_autoptr(VmletCgroups) cg = vmlet_cgroups_new(&node, &error);
   g_assert_no_error(error);
-  g_autofree char *loc = contract(cg);
+  pid_t pid = 0;
+  g_autofree char *loc = contract(cg, &pid);
   g_assert_cmpstr(loc, ==, "vmlet-test\\x2dns-my\\x2dvm.scope");
 
   /* Exactly what was sent: unit name, mode, and every property with its D-Bus type. */
@@ -460,18 +483,13 @@ static void test_systemd(void)
   json_generator_set_root(gen, json_object_get_member(o, "properties"));
   g_autofree char *props = json_generator_to_data(gen, NULL);
   VmResources r1 = limits(1, 10);
-  g_autofree char *pid_prop = NULL;
-  JsonArray *pa = json_object_get_array_member(o, "properties");
-  pid_prop = g_strdup_printf("[\"PIDs\",\"au\",[%" G_GINT64_FORMAT "]]",
-                             json_array_get_int_element(
-                                 json_array_get_array_element(json_array_get_array_element(pa, 2), 2), 0));
   g_autofree char *want = g_strdup_printf(
       "[[\"Description\",\"s\",\"vmlet VM test-ns/my-vm\"],[\"Slice\",\"s\",\"machine.slice\"],"
-      "%s,[\"Delegate\",\"b\",true],[\"CollectMode\",\"s\",\"inactive-or-failed\"],"
+      "[\"PIDs\",\"au\",[%d]],[\"Delegate\",\"b\",true],[\"CollectMode\",\"s\",\"inactive-or-failed\"],"
       "[\"CPUWeight\",\"t\",%" G_GUINT64_FORMAT "],[\"CPUQuotaPerSecUSec\",\"t\",1000000],"
       "[\"CPUQuotaPeriodUSec\",\"t\",100000],[\"MemoryMax\",\"t\",%" G_GUINT64_FORMAT "],"
       "[\"TasksMax\",\"t\",%" G_GUINT64_FORMAT "]]",
-      pid_prop, r1.cpu_weight, r1.memory_max_bytes, r1.pids_max);
+      (int)pid, r1.cpu_weight, r1.memory_max_bytes, r1.pids_max);
   g_assert_cmpstr(props, ==, want);
   g_assert_cmpint(json_object_get_int_member(o, "aux"), ==, 0);
 
@@ -486,10 +504,8 @@ static void test_systemd(void)
   g_assert_nonnull(strstr(sets->pdata[0], set_want));
 
   /* The scope was collected once its process had gone. */
-  for (int i = 0; i < 100 && calls(&b, "collected")->len == 0; i++)
-    g_usleep(50000);
-  g_autoptr(GPtrArray) collected = calls(&b, "collected");
-  g_assert_cmpuint(collected->len, ==, 1);
+  wait_collected(&b, 1);
+  g_assert_cmpuint(count_calls(&b, "collected"), ==, 1);
   bus_stop(&b);
 }
 
@@ -503,31 +519,26 @@ static void test_systemd_waits_for_job(void)
     g_test_skip(why);
     return;
   }
-  fake_call(&b, "org.vmlet.FakeSystemd.SetJobDelay", "d", "double:0.5");
+  fake_call(&b, "org.vmlet.FakeSystemd.SetJobDelay", "double:0.5");
   VmletNode node = {.cgroup_manager = VMLET_CGROUP_SYSTEMD, .slice = "machine.slice"};
   g_autoptr(GError) error = NULL;
   g_autoptr(VmletCgroups) cg = vmlet_cgroups_new(&node, &error);
-  const char *const argv[] = {"/bin/sleep", "600", NULL};
-  VmletSpawnOptions opts = {.gated = TRUE};
-  VmletProcId id;
   int gate = -1;
-  g_assert_true(vmlet_proc_spawn(argv, STDERR_FILENO, &opts, &id, &gate, &error));
+  VmletProcId id = {.pid = spawn_gated(&gate)};
   VmResources r = limits(1, 10);
   g_autofree char *loc = place(cg, id.pid, &r, &error);
   g_assert_no_error(error);
   g_assert_cmpstr(loc, ==, "vmlet-test\\x2dns-my\\x2dvm.scope");
-  g_autoptr(GPtrArray) removed = calls(&b, "JobRemoved");
-  g_assert_cmpuint(removed->len, ==, 1);
+  g_assert_cmpuint(count_calls(&b, "JobRemoved"), ==, 1);
 
   /* A job that fails: the error carries systemd's result. */
-  fake_call(&b, "org.vmlet.FakeSystemd.SetJobDelay", "d", "double:0.05");
-  fake_call(&b, "org.vmlet.FakeSystemd.SetJobResult", "s", "string:failed");
+  fake_call(&b, "org.vmlet.FakeSystemd.SetJobDelay", "double:0.05");
+  fake_call(&b, "org.vmlet.FakeSystemd.SetJobResult", "string:failed");
   kill(id.pid, SIGKILL);
   waitpid(id.pid, NULL, 0);
   vmlet_proc_release(gate, FALSE);
-  for (int i = 0; i < 100 && calls(&b, "collected")->len == 0; i++)
-    g_usleep(50000);
-  g_assert_true(vmlet_proc_spawn(argv, STDERR_FILENO, &opts, &id, &gate, &error));
+  wait_collected(&b, 1);
+  id.pid = spawn_gated(&gate);
   g_autofree char *failed = place(cg, id.pid, &r, &error);
   g_assert_null(failed);
   g_assert_error(error, VMLET_ERROR, VMLET_ERROR_IO);
@@ -554,7 +565,7 @@ static void test_systemd_errors(void)
   VmletNode node = {.cgroup_manager = VMLET_CGROUP_SYSTEMD, .slice = "machine.slice"};
   g_autoptr(GError) error = NULL;
   g_autoptr(VmletCgroups) cg = vmlet_cgroups_new(&node, &error);
-  fake_call(&b, "org.vmlet.FakeSystemd.HoldUnit", "s", "string:vmlet-test\\x2dns-my\\x2dvm.scope");
+  fake_call(&b, "org.vmlet.FakeSystemd.HoldUnit", "string:vmlet-test\\x2dns-my\\x2dvm.scope");
   VmResources r = limits(1, 10);
   g_autofree char *loc = place(cg, getpid(), &r, &error);
   g_assert_null(loc);
@@ -564,11 +575,10 @@ static void test_systemd_errors(void)
                   "org.freedesktop.systemd1.UnitExists: Unit vmlet-test\\x2dns-my\\x2dvm.scope "
                   "already exists.");
   g_clear_error(&error);
-  g_autoptr(GPtrArray) tries = calls(&b, "StartTransientUnit");
-  g_assert_cmpuint(tries->len, ==, 10);
+  g_assert_cmpuint(count_calls(&b, "StartTransientUnit"), ==, 10);
 
   /* systemd leaves the bus: the call fails, nothing hangs. */
-  fake_call(&b, "org.vmlet.FakeSystemd.Quit", "", NULL);
+  fake_call(&b, "org.vmlet.FakeSystemd.Quit", NULL);
   g_subprocess_wait(b.fake, NULL, NULL);
   g_clear_object(&b.fake);
   loc = place(cg, getpid(), &r, &error);
@@ -589,16 +599,13 @@ static void test_systemd_errors(void)
   g_clear_error(&error);
   b.daemon = start_daemon(&b);
   b.fake = start_fake(&b);
-  const char *const argv[] = {"/bin/sleep", "600", NULL};
-  VmletSpawnOptions opts = {.gated = TRUE};
-  VmletProcId id;
   int gate = -1;
-  g_assert_true(vmlet_proc_spawn(argv, STDERR_FILENO, &opts, &id, &gate, &error));
-  loc = place(cg, id.pid, &r, &error);
+  pid_t pid = spawn_gated(&gate);
+  loc = place(cg, pid, &r, &error);
   g_assert_no_error(error);
   g_assert_cmpstr(loc, ==, "vmlet-test\\x2dns-my\\x2dvm.scope");
   vmlet_proc_release(gate, FALSE);
-  waitpid(id.pid, NULL, 0);
+  waitpid(pid, NULL, 0);
   bus_stop(&b);
 }
 
