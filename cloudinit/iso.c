@@ -62,7 +62,7 @@ static gpointer iso_init_once(gpointer data)
   int ret = iso_init_with_flag(1);
   if (ret < 0)
     return GINT_TO_POINTER(ret);
-  /* Library code never logs (STYLE.md): libisofs prints FATAL messages to stderr by
+  /* Library code never logs (docs/CONVENTIONS.md): libisofs prints FATAL messages to stderr by
    * default, and queued messages would pile up since nothing reads them. Failures reach
    * the caller as return codes instead. */
   iso_set_msgs_severities("NEVER", "NEVER", "libisofs: ");

@@ -1,7 +1,9 @@
 /* Small ISO 9660 images (cloud-init NoCloud seed, Sysprep answer files) built in process.
  *
  * KubeVirt runs xorrisofs once per VM start for the same job; with libisofs in process an
- * image costs well under a millisecond and no child process (LAB-RESULTS.md section 9). */
+ * image costs well under a millisecond and no child process (0.2-0.4 ms per ISO here,
+ * against a median of 106-121 ms for `xorrisofs -volid cidata -joliet -rock`: README
+ * "Benchmarks"). */
 #pragma once
 
 #include <glib.h>

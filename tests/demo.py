@@ -18,6 +18,7 @@ BUILD = SOURCE / "build"
 sys.path.insert(0, str(SOURCE / "tests" / "integration"))
 from daemon import remove_cgroups  # noqa: E402
 from vmrun import Console  # noqa: E402
+from waiting import wait  # noqa: E402
 
 T0 = time.monotonic()
 
@@ -45,11 +46,8 @@ def phase(conf):
 
 
 def wait_phase(conf, want, timeout):
-    deadline = time.monotonic() + timeout
-    while phase(conf) != want:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"linux-vm did not reach {want}")
-        time.sleep(0.1)
+    wait(lambda: phase(conf), timeout, f"linux-vm phase {want}", 0.1,
+         until=lambda p: p == want)
 
 
 def main(guest_dir):
@@ -83,12 +81,13 @@ def main(guest_dir):
                               stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     console = None
     try:
-        deadline = time.monotonic() + 20
-        while subprocess.run([str(BUILD / "agent" / "vmlet"), "get", "-c", str(conf)],
-                             capture_output=True).returncode != 0:
-            if daemon.poll() is not None or time.monotonic() > deadline:
+        def get():
+            r = subprocess.run([str(BUILD / "agent" / "vmlet"), "get", "-c", str(conf)],
+                               capture_output=True, text=True)
+            if r.returncode != 0 and daemon.poll() is not None:
                 raise RuntimeError((root / "vmletd.log").read_text())
-            time.sleep(0.05)
+            return r
+        wait(get, 20, "vmletd answering vmlet get", until=lambda r: r.returncode == 0)
 
         vmlet(conf, "apply", "-f", str(SOURCE / "tests" / "seed" / "linux-vm.yaml"))
         wait_phase(conf, "Running", 60)
@@ -114,7 +113,7 @@ def main(guest_dir):
             if phase(conf) not in ("Stopped", "Pending"):
                 vmlet(conf, "stop", "linux-vm", "--force", show=False)
                 wait_phase(conf, "Stopped", 30)
-        except (RuntimeError, TimeoutError) as e:
+        except (RuntimeError, AssertionError) as e:
             say(f"cleanup: {e}")
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=30)

@@ -7,12 +7,14 @@ cd "$(dirname "$0")/.."
 packages=(
   # build
   meson ninja-build pkg-config gcc libc6-dev libglib2.0-dev libjson-glib-dev libsoup-3.0-dev
-  libisofs-dev libyaml-dev libsystemd-dev libseccomp-dev libcap-dev
+  libisofs-dev libyaml-dev libsystemd-dev libseccomp-dev libcap-dev libgnutls28-dev
   # systemd-sysusers and -tmpfiles for vmlet's user and directories (not systemd as PID 1)
   systemd
   # tests: QEMU, disk and ISO tools, the test guest, pytest for integration tests
   qemu-system-x86 qemu-utils ovmf xorriso genisoimage python3-pytest util-linux procps
   busybox-static isolinux syslinux-common cpio
+  # certificates for migration tests (certtool), network namespaces for peers
+  gnutls-bin iproute2
   # a private D-Bus and the stand-in systemd1 for the systemd backend's contract test
   dbus-daemon python3-dbus python3-gi
   # fuzzing (libFuzzer) and sanitizers

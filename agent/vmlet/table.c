@@ -1,4 +1,5 @@
-#include "table.h"
+/* The machinery of every `vmlet get` table: kubectl's AGE, its cells and its layout. */
+#include "table-private.h"
 
 #include <string.h>
 
@@ -7,39 +8,6 @@
 /* kubectl's tabwriter settings (k8s.io/cli-runtime/pkg/printers/tabwriter.go). */
 #define TAB_MIN_WIDTH 6
 #define TAB_PADDING 3
-
-typedef enum {
-  COL_NAME,
-  COL_PHASE,
-  COL_CORES,
-  COL_COREFRACTION,
-  COL_MEMORY,
-  COL_NEED_RESTART,
-  COL_AGENT,
-  COL_MIGRATABLE,
-  COL_NODE,
-  COL_IPADDRESS,
-  COL_AGE,
-} Column;
-#define N_COLUMNS (COL_AGE + 1)
-
-/* In the CRD's order; wide_only are its priority-1 columns. */
-static const struct {
-  const char *header;
-  gboolean wide_only;
-} columns[N_COLUMNS] = {
-    [COL_NAME] = {"NAME", FALSE},
-    [COL_PHASE] = {"PHASE", FALSE},
-    [COL_CORES] = {"CORES", TRUE},
-    [COL_COREFRACTION] = {"COREFRACTION", TRUE},
-    [COL_MEMORY] = {"MEMORY", TRUE},
-    [COL_NEED_RESTART] = {"NEED RESTART", TRUE},
-    [COL_AGENT] = {"AGENT", TRUE},
-    [COL_MIGRATABLE] = {"MIGRATABLE", TRUE},
-    [COL_NODE] = {"NODE", FALSE},
-    [COL_IPADDRESS] = {"IPADDRESS", FALSE},
-    [COL_AGE] = {"AGE", FALSE},
-};
 
 char *vmlet_human_duration(GTimeSpan d)
 {
@@ -89,36 +57,32 @@ char *vmlet_human_duration(GTimeSpan d)
   return g_strdup_printf("%" G_GINT64_FORMAT "y", hours / 24 / 365);
 }
 
-/* Input is untrusted JSON: json-glib's typed getters assert on a mistyped member, so every
- * lookup checks the node type. */
-static JsonNode *member(JsonObject *o, const char *name)
+JsonNode *tbl_member(JsonObject *o, const char *name)
 {
   return o ? json_object_get_member(o, name) : NULL;
 }
 
-static JsonObject *member_object(JsonObject *o, const char *name)
+JsonObject *tbl_member_object(JsonObject *o, const char *name)
 {
-  JsonNode *n = member(o, name);
+  JsonNode *n = tbl_member(o, name);
   return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
 }
 
-static JsonArray *member_array(JsonObject *o, const char *name)
+JsonArray *tbl_member_array(JsonObject *o, const char *name)
 {
-  JsonNode *n = member(o, name);
+  JsonNode *n = tbl_member(o, name);
   return n && JSON_NODE_HOLDS_ARRAY(n) ? json_node_get_array(n) : NULL;
 }
 
-static const char *member_string(JsonObject *o, const char *name)
+const char *tbl_member_string(JsonObject *o, const char *name)
 {
-  JsonNode *n = member(o, name);
+  JsonNode *n = tbl_member(o, name);
   return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING
              ? json_node_get_string(n)
              : NULL;
 }
 
-/* A scalar as the printer column's JSONPath prints it; NULL (an empty cell) for an absent
- * or null value and for objects and arrays, which no VM column holds. */
-static char *scalar_text(JsonNode *n)
+char *tbl_scalar_text(JsonNode *n)
 {
   if (!n || !JSON_NODE_HOLDS_VALUE(n))
     return NULL;
@@ -133,24 +97,6 @@ static char *scalar_text(JsonNode *n)
   }
   if (t == G_TYPE_BOOLEAN)
     return g_strdup(json_node_get_boolean(n) ? "true" : "false");
-  return NULL;
-}
-
-/* The status of the first condition of this type, as the CRD's
- * .status.conditions[?(@.type=='TYPE')].status prints it; NULL when there is none. */
-static char *condition_status(JsonObject *status, const char *type)
-{
-  JsonArray *conditions = member_array(status, "conditions");
-  guint len = conditions ? json_array_get_length(conditions) : 0;
-  for (guint i = 0; i < len; i++) {
-    JsonNode *n = json_array_get_element(conditions, i);
-    if (!JSON_NODE_HOLDS_OBJECT(n))
-      continue;
-    JsonObject *c = json_node_get_object(n);
-    const char *t = member_string(c, "type");
-    if (t && strcmp(t, type) == 0)
-      return scalar_text(member(c, "status"));
-  }
   return NULL;
 }
 
@@ -183,9 +129,7 @@ static gboolean rfc3339_shape(const char *s)
          p[3] == ':' && g_ascii_isdigit(p[4]) && g_ascii_isdigit(p[5]) && p[6] == '\0';
 }
 
-/* kubectl's date column: HumanDuration(now - t); Go's zero time prints "<unknown>"; a
- * value that does not parse is an empty cell. */
-static char *age_text(const char *timestamp, GDateTime *now)
+char *tbl_age_text(const char *timestamp, GDateTime *now)
 {
   if (!timestamp || !rfc3339_shape(timestamp))
     return NULL;
@@ -197,55 +141,6 @@ static char *age_text(const char *timestamp, GDateTime *now)
       g_date_time_get_microsecond(created) == 0)
     return g_strdup("<unknown>");
   return vmlet_human_duration(g_date_time_difference(now, created));
-}
-
-static char *need_restart_text(JsonObject *status)
-{
-  char *c = condition_status(status, "AwaitingRestartToApplyConfiguration");
-  if (c)
-    return c;
-  JsonArray *changes = member_array(status, "restartAwaitingChanges");
-  return g_strdup(changes && json_array_get_length(changes) > 0 ? "True" : "False");
-}
-
-static char *condition_or_false(JsonObject *status, const char *type)
-{
-  char *c = condition_status(status, type);
-  return c ? c : g_strdup("False");
-}
-
-static char *cell_value(JsonObject *vm, Column col, GDateTime *now)
-{
-  JsonObject *metadata = member_object(vm, "metadata");
-  JsonObject *spec = member_object(vm, "spec");
-  JsonObject *status = member_object(vm, "status");
-  JsonObject *cpu = member_object(spec, "cpu");
-
-  switch (col) {
-  case COL_NAME:
-    return scalar_text(member(metadata, "name"));
-  case COL_PHASE:
-    return scalar_text(member(status, "phase"));
-  case COL_CORES:
-    return scalar_text(member(cpu, "cores"));
-  case COL_COREFRACTION:
-    return scalar_text(member(cpu, "coreFraction"));
-  case COL_MEMORY:
-    return scalar_text(member(member_object(spec, "memory"), "size"));
-  case COL_NEED_RESTART:
-    return need_restart_text(status);
-  case COL_AGENT:
-    return condition_or_false(status, "AgentReady");
-  case COL_MIGRATABLE:
-    return condition_or_false(status, "Migratable");
-  case COL_NODE:
-    return scalar_text(member(status, "nodeName"));
-  case COL_IPADDRESS:
-    return scalar_text(member(status, "ipAddress"));
-  case COL_AGE:
-    return age_text(member_string(metadata, "creationTimestamp"), now);
-  }
-  g_assert_not_reached();
 }
 
 /* A value made safe for one cell of one line: cut at the first line break (kubectl
@@ -288,10 +183,9 @@ static char *sanitize_cell(const char *raw, guint *out_width)
   return g_string_free(g_steal_pointer(&out), FALSE);
 }
 
-/* Go's tabwriter over raw cells (row-major, the header first): each cell made safe, a
- * column as wide as its widest cell plus the padding, at least the minimum width; the text
- * after the last tab is not padded. */
-static char *layout(GPtrArray *raw, guint n_lines, guint n_cols)
+/* A column as wide as its widest cell plus the padding, at least the minimum width; the
+ * text after the last tab is not padded. */
+char *tbl_layout(GPtrArray *raw, guint n_lines, guint n_cols)
 {
   g_autoptr(GPtrArray) cells = g_ptr_array_new_full(n_lines * n_cols, g_free);
   g_autofree guint *cell_width = g_new0(guint, n_lines * n_cols);
@@ -318,80 +212,31 @@ static char *layout(GPtrArray *raw, guint n_lines, guint n_cols)
   return g_string_free(g_steal_pointer(&out), FALSE);
 }
 
-/* Checks the list and returns its objects, or NULL with the error. */
-static gboolean check_rows(JsonArray *items, const char *what, GError **error)
+gboolean tbl_check_rows(JsonArray *items, const char *plural, const char *singular,
+                        GError **error)
 {
   guint n_rows = json_array_get_length(items);
   if (n_rows > VMLET_TABLE_MAX_ROWS) {
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_TOO_LARGE, "%u %s: a table holds at most %d",
-                n_rows, what, VMLET_TABLE_MAX_ROWS);
+                n_rows, plural, VMLET_TABLE_MAX_ROWS);
     return FALSE;
   }
   for (guint i = 0; i < n_rows; i++)
     if (!JSON_NODE_HOLDS_OBJECT(json_array_get_element(items, i))) {
       g_set_error(error, VMLET_ERROR, VMLET_ERROR_INVALID, "%s %u: expected an object",
-                  g_str_equal(what, "virtual machines") ? "virtual machine" : "attachment", i);
+                  singular, i);
       return FALSE;
     }
   return TRUE;
 }
 
-char *vmlet_table_format_vms(JsonArray *vms, GDateTime *now, VmletTableMode mode,
-                             GError **error)
+gboolean tbl_is_wide(VmletTableMode mode)
 {
-  g_return_val_if_fail(vms != NULL && now != NULL, NULL);
-  if (!check_rows(vms, "virtual machines", error))
-    return NULL;
-  guint n_rows = json_array_get_length(vms);
-  if (n_rows == 0)
-    return g_strdup("");
-
-  gboolean wide = FALSE;
   switch (mode) {
   case VMLET_TABLE_NORMAL:
-    wide = FALSE;
-    break;
+    return FALSE;
   case VMLET_TABLE_WIDE:
-    wide = TRUE;
-    break;
+    return TRUE;
   }
-
-  Column shown[N_COLUMNS];
-  guint n_shown = 0;
-  for (guint c = 0; c < N_COLUMNS; c++)
-    if (wide || !columns[c].wide_only)
-      shown[n_shown++] = (Column)c;
-
-  /* Row 0 is the header. */
-  g_autoptr(GPtrArray) raw = g_ptr_array_new_with_free_func(g_free);
-  for (guint line = 0; line <= n_rows; line++) {
-    JsonObject *vm = line ? json_array_get_object_element(vms, line - 1) : NULL;
-    for (guint i = 0; i < n_shown; i++)
-      g_ptr_array_add(raw, line == 0 ? g_strdup(columns[shown[i]].header)
-                                     : cell_value(vm, shown[i], now));
-  }
-  return layout(raw, n_rows + 1, n_shown);
-}
-
-char *vmlet_table_format_vmbdas(JsonArray *items, GDateTime *now, GError **error)
-{
-  g_return_val_if_fail(items != NULL && now != NULL, NULL);
-  if (!check_rows(items, "attachments", error))
-    return NULL;
-  guint n_rows = json_array_get_length(items);
-  if (n_rows == 0)
-    return g_strdup("");
-  static const char *const headers[] = {"NAME", "PHASE", "VIRTUAL MACHINE NAME", "AGE"};
-  g_autoptr(GPtrArray) raw = g_ptr_array_new_with_free_func(g_free);
-  for (guint i = 0; i < G_N_ELEMENTS(headers); i++)
-    g_ptr_array_add(raw, g_strdup(headers[i]));
-  for (guint line = 0; line < n_rows; line++) {
-    JsonObject *o = json_array_get_object_element(items, line);
-    JsonObject *md = member_object(o, "metadata"), *st = member_object(o, "status");
-    g_ptr_array_add(raw, scalar_text(member(md, "name")));
-    g_ptr_array_add(raw, scalar_text(member(st, "phase")));
-    g_ptr_array_add(raw, scalar_text(member(st, "virtualMachineName")));
-    g_ptr_array_add(raw, age_text(member_string(md, "creationTimestamp"), now));
-  }
-  return layout(raw, n_rows + 1, G_N_ELEMENTS(headers));
+  g_assert_not_reached();
 }

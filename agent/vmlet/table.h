@@ -58,3 +58,12 @@ char *vmlet_table_format_vms(JsonArray *vms, GDateTime *now, VmletTableMode mode
  * status.virtualMachineName, metadata.creationTimestamp), with the same cell rules and
  * layout as the VM table. */
 char *vmlet_table_format_vmbdas(JsonArray *items, GDateTime *now, GError **error);
+
+/* `vmlet get vmop`: the CRD's printer columns of VirtualMachineOperation
+ * (crds/virtualmachineoperations.yaml): NAME PHASE TYPE VIRTUALMACHINE AGE
+ * (metadata.name, status.phase, spec.type, spec.virtualMachineName,
+ * metadata.creationTimestamp). -o wide adds what vmletd's status holds for a migration:
+ * PROGRESS status.progress ("45%"), TARGET status.targetNode, REASON status.reason (why it
+ * failed, or how it ended). Same cell rules and layout as the VM table. */
+char *vmlet_table_format_vmops(JsonArray *items, GDateTime *now, VmletTableMode mode,
+                               GError **error);

@@ -28,9 +28,8 @@ int main(int argc, char **argv)
     fprintf(stderr, "vmletd: %s\n", error->message);
     return 2;
   }
-  if (!config && g_file_test(VMLET_SYSCONFDIR "/vmlet.conf", G_FILE_TEST_EXISTS))
-    config = g_strdup(VMLET_SYSCONFDIR "/vmlet.conf");
-  VmletNode *node = config ? vmlet_node_load(config, &error) : vmlet_node_new_default();
+  const char *path = vmlet_node_config_path(config);
+  VmletNode *node = path ? vmlet_node_load(path, &error) : vmlet_node_new_default();
   if (!node) {
     fprintf(stderr, "vmletd: %s\n", error->message);
     return 1;

@@ -43,6 +43,7 @@ sys.path.insert(0, str(SOURCE / "tests" / "integration"))
 from daemon import API, UnixHTTPConnection, remove_cgroups  # noqa: E402
 from qmp import connect_unix  # noqa: E402
 from vmrun import socket_path  # noqa: E402
+from waiting import wait  # noqa: E402
 
 VMLET = BUILD / "agent" / "vmlet"
 VMLETD = BUILD / "agent" / "vmletd"
@@ -157,13 +158,11 @@ class Node:
         return {vm["metadata"]["name"]: vm["status"]["phase"] for vm in body["items"]}
 
     def wait_all(self, names, phase, timeout=120):
-        deadline = time.monotonic() + timeout
-        while True:
+        def theirs():
             ph = self.phases()
-            if all(ph.get(n) == phase for n in names):
-                return
-            assert time.monotonic() < deadline, {n: ph.get(n) for n in names}
-            time.sleep(0.05)
+            return {n: ph.get(n) for n in names}
+        wait(theirs, timeout, f"{len(names)} VMs {phase}",
+             until=lambda got: all(p == phase for p in got.values()))
 
     def rss_kib(self):
         status = pathlib.Path(f"/proc/{self.proc.pid}/status").read_text()
@@ -199,16 +198,18 @@ class Watch:
             pass
 
     def wait(self, name, phase, after, timeout=60):
-        """Arrival time of the first event after `after` saying name is in phase."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for t, n, p in self.events:
-                    if t >= after and n == name and p == phase:
-                        return t
-                left = deadline - time.monotonic()
-                assert left > 0, f"{name} not {phase}: {self.events[-3:]}"
-                self.cond.wait(left)
+        """Arrival time of the first event after `after` saying name is in phase (the
+        reader's stamp: when this thread notices is not measured)."""
+        def arrived():
+            return next((t for t, n, p in self.events
+                         if t >= after and n == name and p == phase), None)
+        with self.cond:  # woken by each event, not polling
+            try:
+                return wait(arrived, timeout, f"{name} {phase} on the watch", timeout,
+                            sleep=self.cond.wait)
+            except AssertionError as e:
+                e.args = (f"{e}; last events: {self.events[-3:]}",)
+                raise
 
     def close(self):
         self.conn.sock.shutdown(socket.SHUT_RDWR)

@@ -3,7 +3,7 @@
 same running VM, in one run.
 
 Three ways to attach the same 64 MiB qcow2 to the same VM (the test guest, booted):
-  raw   a QMP client of our own does what LAB-RESULTS.md section 3 measured by hand:
+  raw   a QMP client of our own does by hand what vmletd does:
         blockdev-add {qcow2 over file} + device_add, timed to device_add's return. vmletd
         holds the VM's only QMP connection, so it is SIGKILLed for these runs (the VM
         keeps running) and started again afterwards; it re-adopts the VM.
@@ -31,13 +31,13 @@ import time
 
 SOURCE = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(SOURCE / "tests" / "integration"))
-from conftest import vmlet_binary  # noqa: E402
+from conftest import build_test_guest, vmlet_binary  # noqa: E402
 from daemon import API, Daemon  # noqa: E402
 from qmp import QMP  # noqa: E402
 from vmrun import Console  # noqa: E402
+from waiting import wait  # noqa: E402
 
 VMBDA = f"{API}/namespaces/default/virtualmachineblockdeviceattachments"
-GUEST_DIR = pathlib.Path("/var/cache/vmlet/test-guest")
 
 
 class Watch:
@@ -58,11 +58,21 @@ class Watch:
                 raise RuntimeError("watch closed")
             self.buf += data
 
+    def _receive(self, seconds):
+        """Blocks until more of the stream arrives (at most seconds)."""
+        self.sock.settimeout(seconds)
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            return
+        if not data:
+            raise RuntimeError("watch closed")
+        self.buf += data
+
     def wait_phase(self, name, phase, timeout=60):
         """Reads events (chunk framing is skipped: every event is one JSON line) until
-        name reaches phase."""
-        self.sock.settimeout(timeout)
-        while True:
+        name reaches phase; each read returns as soon as data arrives."""
+        def reached():
             while b"\n" in self.buf:
                 line, self.buf = self.buf.split(b"\n", 1)
                 line = line.strip()
@@ -73,15 +83,13 @@ class Watch:
                 if obj["metadata"]["name"] != name:
                     continue
                 if phase is None and ev["type"] == "DELETED":
-                    return
+                    return True
                 if obj.get("status", {}).get("phase") == phase:
-                    return
+                    return True
                 if obj.get("status", {}).get("phase") == "Failed":
                     raise RuntimeError(json.dumps(obj["status"]))
-            data = self.sock.recv(65536)
-            if not data:
-                raise RuntimeError("watch closed")
-            self.buf += data
+            return False
+        wait(reached, timeout, f"attachment {name} phase {phase}", timeout, sleep=self._receive)
 
     def close(self):
         self.sock.close()
@@ -167,8 +175,8 @@ def run_raw(d, disk, runs):
     return raw, props
 
 
-def bench_hotplug(runs, guest_dir=GUEST_DIR):
-    d = Daemon(guest_dir / "guest.iso")
+def bench_hotplug(runs):
+    d = Daemon(build_test_guest() / "guest.iso")
     try:
         d.guest_disk("web-root")
         d.write_vm("web")

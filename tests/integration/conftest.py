@@ -21,10 +21,17 @@ def qemu_available():
         pytest.skip("qemu-system-x86_64 is not installed (tests/setup.sh installs it)")
 
 
-@pytest.fixture(scope="session")
-def test_guest():
-    """The cached tiny guest (kernel + busybox initramfs on a hybrid bootable ISO)."""
+def build_test_guest():
+    """The tiny guest's directory (kernel + busybox initramfs on a hybrid bootable ISO),
+    built by tests/guest/build-guest.sh or found in its cache."""
     out = subprocess.run([str(GUEST_SCRIPT)], check=True, capture_output=True, text=True)
     path = pathlib.Path(out.stdout.strip().splitlines()[-1])
-    assert (path / "guest.iso").is_file(), out.stdout + out.stderr
+    if not (path / "guest.iso").is_file():
+        raise RuntimeError(f"{GUEST_SCRIPT} made no guest.iso in {path}:\n"
+                           + out.stdout + out.stderr)
     return path
+
+
+@pytest.fixture(scope="session")
+def test_guest():
+    return build_test_guest()

@@ -8,9 +8,9 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 
 from conftest import BUILD
+from waiting import wait
 
 API = "/apis/virtualization.deckhouse.io/v1alpha2"
 
@@ -43,15 +43,27 @@ def remove_cgroups(parent):
         base = pathlib.Path("/sys/fs/cgroup") / controller / own.lstrip("/") / parent
         if not base.is_dir():
             continue
-        deadline = time.monotonic() + 10
-        for d in sorted(base.glob("*"), reverse=True) + [base]:
-            while d.is_dir():
+        dirs = [d for d in sorted(base.glob("*"), reverse=True) if d.is_dir()] + [base]
+
+        def left():
+            for d in dirs:
                 try:
                     d.rmdir()
                 except OSError:
-                    if time.monotonic() > deadline:
-                        break
-                    time.sleep(0.05)
+                    pass
+            return [d for d in dirs if d.is_dir()]
+        try:
+            wait(left, 10, f"cgroups removed below {base}", until=lambda busy: not busy)
+        except AssertionError:
+            pass  # best effort, as ever: a group still busy after 10 s stays behind
+
+
+class Seen(dict):
+    """A VM as read by a wait: shown in its failure by status alone (the test wrote the
+    spec)."""
+
+    def __repr__(self):
+        return f"status {self.get('status')!r}"
 
 
 class Daemon:
@@ -82,27 +94,32 @@ class Daemon:
                                      stdout=logf, stderr=logf, stdin=subprocess.DEVNULL,
                                      env=env)
         # Wait for an answer, not for the file: a killed vmletd leaves its socket behind.
-        deadline = time.monotonic() + 20
-        while True:
+        def answers():
             assert self.proc.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "vmletd did not answer on its socket"
-            try:
-                if self.request("GET", "/healthz")[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
+            return self.request("GET", "/healthz")[0] == 200
+        wait(answers, 20, "vmletd answering on its socket", ignore=(OSError,))
+        return self
 
     def kill(self, sig=signal.SIGKILL):
         self.proc.send_signal(sig)
         self.proc.wait(timeout=30)
 
     def stop(self):
+        hung = None
         if self.proc and self.proc.poll() is None:
-            self.kill(signal.SIGTERM)
+            try:
+                self.kill(signal.SIGTERM)
+            except subprocess.TimeoutExpired:
+                # Cleaned up all the same, then reported: vmletd must obey SIGTERM.
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+                hung = self.log.read_text()[-3000:]
         # The agent never stops VMs when it exits; tests clean theirs up.
         subprocess.run(["pkill", "-9", "-f", f"path={self.root}/"], check=False)
         remove_cgroups(self.cgroup_parent)
+        if hung is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise AssertionError(f"vmletd did not exit within 30 s of SIGTERM; log:\n{hung}")
         shutil.rmtree(self.root, ignore_errors=True)
 
     def request(self, method, path, body=None):
@@ -119,17 +136,30 @@ class Daemon:
         status, body = self.request("GET", f"{API}/namespaces/{ns}/virtualmachines/{name}")
         return body if status == 200 else None
 
-    def wait_phase(self, name, phase, timeout=60):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
+    def wait_for(self, probe, timeout, what, interval=0.1, until=None):
+        """wait() with the tail of vmletd's log in its failure."""
+        try:
+            return wait(probe, timeout, what, interval, until=until)
+        except AssertionError as e:
+            e.args = (f"{e}\nvmletd log, last 3000 characters:\n{self.log.read_text()[-3000:]}",)
+            raise
+
+    def wait_vm(self, name, timeout, what, interval=0.1, until=None):
+        """The VM (None if there is none) once until(vm) holds; a failure shows its status."""
+        def seen():
             vm = self.vm(name)
-            last = vm and vm["status"]["phase"]
-            if last == phase:
-                return vm
-            time.sleep(0.1)
-        raise AssertionError(f"{name}: phase {last}, expected {phase}; log:\n"
-                             f"{self.log.read_text()[-3000:]}")
+            return vm and Seen(vm)
+        return self.wait_for(seen, timeout, f"vm {name} {what}", interval, until)
+
+    def wait_phase(self, name, phase, timeout=60):
+        return self.wait_vm(name, timeout, f"phase {phase}",
+                            until=lambda vm: vm and vm["status"]["phase"] == phase)
+
+    def wait_new_pid(self, name, old, timeout=60):
+        """The VM once it is Running again as another QEMU than pid old."""
+        return self.wait_vm(name, timeout, f"Running as another QEMU than pid {old}",
+                            until=lambda vm: vm["status"]["phase"] == "Running"
+                            and vm["status"].get("pid") not in (None, old))
 
     def operate(self, name, op, force=False):
         return self.request("POST", f"{API}/namespaces/default/virtualmachineoperations",
@@ -181,12 +211,6 @@ class Watch:
         """(event type, phase) for each event about the VM name, in order."""
         return [(e["type"], e["object"].get("status", {}).get("phase"))
                 for e in list(self.events) if e["object"]["metadata"]["name"] == name]
-
-    def wait(self, predicate, timeout=60):
-        deadline = time.monotonic() + timeout
-        while not predicate(self):
-            assert time.monotonic() < deadline, f"watch: condition not met; {self.events[-5:]}"
-            time.sleep(0.05)
 
     def close(self):
         self.conn.sock.shutdown(socket.SHUT_RDWR)

@@ -2,7 +2,8 @@
 import json
 import socket
 import subprocess
-import time
+
+from waiting import wait
 
 
 class QMPError(Exception):
@@ -12,8 +13,7 @@ class QMPError(Exception):
 def connect_unix(path, timeout, interval=0.02, proc=None):
     """Connects to a unix socket that QEMU may not have created yet, trying every interval
     seconds; gives up early when proc (the QEMU that should create it) has exited."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def connect():
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(path)
@@ -22,9 +22,9 @@ def connect_unix(path, timeout, interval=0.02, proc=None):
             sock.close()
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(f"QEMU exited with {proc.returncode} before {path} existed")
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(interval)
+            raise
+    return wait(connect, timeout, f"connect to {path}", interval,
+                ignore=(FileNotFoundError, ConnectionRefusedError))
 
 
 class QMP:
@@ -38,7 +38,7 @@ class QMP:
             raise QMPError(f"no QMP greeting: {greeting}")
         self.cmd("qmp_capabilities")
 
-    def cmd(self, name, **arguments):
+    def cmd(self, name, /, **arguments):  # "/": a command may take a "name" argument
         msg = {"execute": name}
         if arguments:
             msg["arguments"] = arguments

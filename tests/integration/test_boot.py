@@ -10,12 +10,12 @@ import pathlib
 import shutil
 import subprocess
 import tempfile
-import time
 
 import pytest
 
 from conftest import GOLDEN, vmlet_binary
 from vmrun import Node, make_cidata, start
+from waiting import wait
 
 BOOT_TIMEOUT = 60  # about 6-9 s here; generous for a loaded 2-core TCG machine
 
@@ -86,11 +86,8 @@ def test_seed_linux_vm_boots(node, test_guest, qemu_available):
         # ACPI power button: the guest shuts down; -no-shutdown keeps QEMU for the agent.
         qemu.qmp.cmd("system_powerdown")
         console.wait_for("VMLET-ACPI-POWERDOWN", 20)
-        for _ in range(200):
-            if qemu.qmp.cmd("query-status")["status"] == "shutdown":
-                break
-            time.sleep(0.1)
-        assert qemu.qmp.cmd("query-status")["status"] == "shutdown"
+        wait(lambda: qemu.qmp.cmd("query-status")["status"], 20, "QEMU status shutdown", 0.1,
+             until=lambda status: status == "shutdown")
         assert any(e["event"] == "SHUTDOWN" and e["data"]["guest"] for e in qemu.qmp.events)
     finally:
         console.close()
@@ -142,7 +139,7 @@ def test_boot_order_is_strict(node, test_guest, qemu_available):
     shutil.copy(test_guest / "guest.iso", cidata)
     qemu, console = start(argv, node.root / "qemu.log")
     try:
-        with pytest.raises(TimeoutError):
+        with pytest.raises(AssertionError, match="'VMLET-GUEST-BOOT-OK': not reached in 20 s"):
             console.wait_for("VMLET-GUEST-BOOT-OK", 20)
         assert qemu.qmp.cmd("query-status")["status"] == "running"
     finally:

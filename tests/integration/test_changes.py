@@ -36,16 +36,6 @@ def guest_nproc(d, name):
         con.close()
 
 
-def wait_new_pid(d, name, old, timeout=90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        vm = d.vm(name)
-        if vm["status"]["phase"] == "Running" and vm["status"].get("pid") not in (None, old):
-            return vm
-        time.sleep(0.1)
-    raise AssertionError(f"{name} was not restarted: {d.vm(name)['status']}")
-
-
 def test_seed_cores_change(daemon):
     daemon.guest_disk("linux-vm-root")
     daemon.write_vm("linux-vm", cpu={"cores": 1, "coreFraction": "10%"})
@@ -68,7 +58,7 @@ def test_seed_cores_change(daemon):
     assert wide[:6] == ["linux-vm", "Running", "2", "10%", "256Mi", "True"]
 
     vmlet(daemon, "restart", "linux-vm")
-    vm = wait_new_pid(daemon, "linux-vm", pid)
+    vm = daemon.wait_new_pid("linux-vm", pid, 90)
     assert guest_nproc(daemon, "linux-vm") == 2
     assert vm["status"]["restartAwaitingChanges"] == []
     wide = vmlet(daemon, "get", "linux-vm", "-o", "wide").stdout.splitlines()[1].split()
@@ -83,7 +73,7 @@ def test_automatic_approval_restarts_by_itself(daemon):
     pid = daemon.wait_phase("auto", "Running")["status"]["pid"]
     assert guest_nproc(daemon, "auto") == 1
     vmlet(daemon, "patch", "auto", "--type", "merge", "-p", '{"spec":{"cpu":{"cores":2}}}')
-    vm = wait_new_pid(daemon, "auto", pid)
+    vm = daemon.wait_new_pid("auto", pid, 90)
     assert guest_nproc(daemon, "auto") == 2
     assert vm["status"]["restartAwaitingChanges"] == []
 
@@ -184,7 +174,7 @@ def test_approval_mode_change_takes_effect(daemon):
     assert [c["path"] for c in vm["status"]["restartAwaitingChanges"]] == ["cpu.cores"]
     vmlet(daemon, "patch", "waiting", "--type", "merge", "-p",
           '{"spec":{"disruptions":{"restartApprovalMode":"Automatic"}}}')
-    vm = wait_new_pid(daemon, "waiting", pid)
+    vm = daemon.wait_new_pid("waiting", pid, 90)
     assert guest_nproc(daemon, "waiting") == 2
     assert vm["status"]["restartAwaitingChanges"] == []
     ops = daemon.request("GET", "/apis/virtualization.deckhouse.io/v1alpha2/namespaces/"

@@ -13,6 +13,7 @@ import pytest
 from conftest import SOURCE
 from daemon import API, Daemon, Watch, qemu_pids
 from vmrun import Console
+from waiting import wait
 
 
 @pytest.fixture
@@ -24,6 +25,10 @@ def daemon(test_guest, qemu_available):
 
 def console_of(d, name):
     return Console(str(d.root / "run" / "vms" / f"default.{name}" / "console.sock"))
+
+
+def ready_condition(vm):
+    return {c["type"]: c for c in vm["status"]["conditions"]}["Ready"]
 
 
 def test_lifecycle_start_stop_restart(daemon):
@@ -61,13 +66,7 @@ def test_lifecycle_start_stop_restart(daemon):
 
     status, _ = daemon.operate("web", "Restart", force=True)
     assert status == 201
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        vm = daemon.vm("web")
-        if vm["status"]["phase"] == "Running" and vm["status"].get("pid") not in (None, pid2):
-            break
-        time.sleep(0.1)
-    assert vm["status"]["phase"] == "Running" and vm["status"]["pid"] != pid2
+    daemon.wait_new_pid("web", pid2, 60)
     assert len(qemu_pids(daemon.root)) == 1
 
 
@@ -133,14 +132,9 @@ def test_crash_is_restarted(daemon):
     for pid in pids.values():
         os.kill(pid, signal.SIGKILL)
     for name, pid in pids.items():
-        deadline = time.monotonic() + 60
-        vm = None
-        while time.monotonic() < deadline:
-            vm = daemon.vm(name)
-            if vm["status"]["phase"] == "Running" and vm["status"]["pid"] != pid:
-                break
-            time.sleep(0.1)
-        assert vm["status"]["phase"] == "Running" and vm["status"]["pid"] != pid, name
+        vm = daemon.wait_vm(name, 60, f"Running as another QEMU than pid {pid}",
+                            until=lambda vm: vm["status"]["phase"] == "Running"
+                            and vm["status"]["pid"] != pid)
         assert vm["status"]["restarts"] == 1, name
 
 
@@ -207,10 +201,11 @@ def test_dropin_added_and_removed(daemon):
     daemon.wait_phase("tmp", "Running")
     watch = Watch(daemon)
     try:
-        watch.wait(lambda w: w.phases("tmp"))  # the ADDED event of the current state
+        # The ADDED event of the current state.
+        wait(lambda: watch.phases("tmp"), 60, "an event about tmp on the watch")
         path.unlink()
-        watch.wait(lambda w: ("DELETED", None) in w.phases("tmp"), 30)
-        phases = watch.phases("tmp")
+        phases = wait(lambda: watch.phases("tmp"), 30, "tmp DELETED on the watch",
+                      until=lambda phases: ("DELETED", None) in phases)
     finally:
         watch.close()
     assert ("MODIFIED", "Terminating") in phases
@@ -330,14 +325,10 @@ def test_guest_poweroff_follows_run_policy(daemon):
 
     # AlwaysOn: powered off, started again (a new QEMU), with no crash counted.
     first = daemon.wait_phase("always", "Running")["status"]["pid"]
-    deadline = time.monotonic() + 90
-    vm = None
-    while time.monotonic() < deadline:
-        vm = daemon.vm("always")
-        if vm["status"]["phase"] == "Running" and vm["status"]["pid"] != first:
-            break
-        time.sleep(0.2)
-    assert vm["status"]["pid"] != first and vm["status"]["restarts"] == 0
+    vm = daemon.wait_vm("always", 90, f"Running as another QEMU than pid {first}", 0.2,
+                        until=lambda vm: vm["status"]["phase"] == "Running"
+                        and vm["status"]["pid"] != first)
+    assert vm["status"]["restarts"] == 0
     phases = [t["phase"] for t in vm["status"]["stats"]["phasesTransitions"]]
     assert "Stopped" in phases[phases.index("Running"):]
 
@@ -381,17 +372,16 @@ def test_crash_loop_backs_off(daemon):
         "metadata": {"name": "bad-root"}}))
     daemon.write_vm("bad")
     daemon.start()
-    seen = []
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    seen = []  # (restarts, when first seen)
+
+    def restarts():
         vm = daemon.vm("bad")
         r = vm["status"]["restarts"]
         if not seen or seen[-1][0] != r:
             seen.append((r, time.monotonic()))
-        if r >= 3:
-            break
-        time.sleep(0.05)
-    assert [r for r, _ in seen][-1] >= 3, seen
+        return vm
+    vm = daemon.wait_for(restarts, 20, "vm bad restarted 3 times", 0.05,
+                         until=lambda vm: vm["status"]["restarts"] >= 3)
     cond = {c["type"]: c for c in vm["status"]["conditions"]}["Running"]
     assert cond["reason"] == "CrashLoopBackOff"
     assert cond["message"].startswith("QEMU exited unexpectedly (exit status 1)")
@@ -492,37 +482,23 @@ def test_provisioning_from_secrets(daemon):
 
     # A changed Secret is a change awaiting a restart (its content is never shown).
     write_secret(daemon, "cloud-init-example", CLOUD_INIT, {"userData": "#cloud-config\n"})
-    deadline = time.monotonic() + 10
-    while not daemon.vm("fromsecret")["status"]["restartAwaitingChanges"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    daemon.wait_vm("fromsecret", 10, "with a change awaiting a restart",
+                   until=lambda vm: vm["status"]["restartAwaitingChanges"])
     assert daemon.vm("fromsecret")["status"]["restartAwaitingChanges"] == [{
         "currentValue": "Secret cloud-init-example as of the last start",
         "desiredValue": "Secret cloud-init-example as it is now",
         "operation": "replace", "path": "provisioning.userDataRef"}]
     pid = daemon.vm("fromsecret")["status"]["pid"]
     daemon.operate("fromsecret", "Restart", force=True)
-    deadline = time.monotonic() + 60
-    while True:
-        vm = daemon.vm("fromsecret")
-        if vm["status"]["phase"] == "Running" and vm["status"].get("pid") not in (None, pid):
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    vm = daemon.wait_new_pid("fromsecret", pid, 60)
     assert vm["status"]["restartAwaitingChanges"] == []
 
 
 def wait_reason(daemon, name, expected, timeout=20):
     """The VM's Ready condition once it says exactly expected (drop-ins written one after
     the other pass through other reasons first)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        vm = daemon.vm(name)
-        ready = vm and {c["type"]: c for c in vm["status"]["conditions"]}["Ready"]
-        if ready and ready.get("message") == expected:
-            return vm
-        assert time.monotonic() < deadline, (name, vm and vm["status"])
-        time.sleep(0.1)
+    return daemon.wait_vm(name, timeout, f"Ready message {expected!r}",
+                          until=lambda vm: vm and ready_condition(vm).get("message") == expected)
 
 
 def test_bad_provisioning_inputs_leave_only_their_vm_pending(daemon):
@@ -646,21 +622,14 @@ def test_running_vm_survives_a_broken_edit(daemon):
     pid = daemon.wait_phase("steady", "Running")["status"]["pid"]
     good = path.read_text()
     path.write_text(good.replace('"cores": 1', '"cores": 0'))
-    deadline = time.monotonic() + 10
-    while True:
-        vm = daemon.vm("steady")
-        ready = {c["type"]: c for c in vm["status"]["conditions"]}["Ready"]
-        if ready["status"] == "False":
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    assert "spec.cpu.cores: expected an integer from 1 to 248, found 0" in ready["message"]
+    vm = daemon.wait_vm("steady", 10, "Ready False",
+                        until=lambda vm: ready_condition(vm)["status"] == "False")
+    assert ("spec.cpu.cores: expected an integer from 1 to 248, found 0"
+            in ready_condition(vm)["message"])
     assert vm["status"]["phase"] == "Running" and vm["status"]["pid"] == pid
     path.write_text(good)
-    deadline = time.monotonic() + 10
-    while {c["type"]: c for c in daemon.vm("steady")["status"]["conditions"]}["Ready"]["status"] != "True":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    daemon.wait_vm("steady", 10, "Ready True",
+                   until=lambda vm: ready_condition(vm)["status"] == "True")
     assert daemon.vm("steady")["status"]["pid"] == pid
 
 

@@ -21,6 +21,7 @@ from conftest import vmlet_binary
 from daemon import API, Daemon, qemu_pids
 from qmp import QMP
 from vmrun import Console
+from waiting import wait
 
 VMBDA = f"{API}/namespaces/default/virtualmachineblockdeviceattachments"
 DETACH_WAIT_S = 10  # VMLET_DETACH_WAIT_S in agent/core/attachctl.h
@@ -42,17 +43,16 @@ class Guest:
         self.pos = 0
 
     def expect(self, marker, timeout=60):
-        deadline = time.monotonic() + timeout
-        while True:
+        def found():
             for i in range(self.pos, len(self.con.lines)):
                 if self.con.lines[i].split(" ")[0] == marker:
                     self.pos = i + 1
                     return self.con.lines[i]
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no {marker} within {timeout}s; last lines: "
-                                     f"{self.con.lines[-8:]}")
-            self.con._pump(min(left, 0.5))
+        try:
+            return wait(found, timeout, f"console line {marker}", 0.5, sleep=self.con._pump)
+        except AssertionError as e:
+            e.args = (f"{e}; last lines: {self.con.lines[-8:]}",)
+            raise
 
     def drain(self, seconds):
         deadline = time.monotonic() + seconds
@@ -120,15 +120,10 @@ def attached_cond(a):
 
 
 def wait_att(d, name, phase, timeout=60):
-    deadline = time.monotonic() + timeout
-    a = None
-    while time.monotonic() < deadline:
-        a = att(d, name)
-        if (a and a["status"]["phase"] == phase) or (a is None and phase is None):
-            return a
-        time.sleep(0.05)
-    raise AssertionError(f"{name}: {a and a['status']}, expected {phase}; log:\n"
-                         f"{d.log.read_text()[-3000:]}")
+    """The attachment once in phase; phase None: once it is gone."""
+    return d.wait_for(lambda: att(d, name), timeout, f"attachment {name} phase {phase}", 0.05,
+                      until=lambda a: (a and a["status"]["phase"] == phase)
+                      or (a is None and phase is None))
 
 
 def image_busy(path):
@@ -256,10 +251,8 @@ def test_detach_while_paused_completes_after_resume(daemon):
         vmlet(daemon, "attach", "web", "--disk", "scratch", "--wait")
         assert guest.expect("VMLET-BLOCK-ADDED") == "VMLET-BLOCK-ADDED vdb"
         vmlet(daemon, "pause", "web")
-        deadline = time.monotonic() + 10
-        while "Paused" not in {c["type"] for c in daemon.vm("web")["status"]["conditions"]}:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        daemon.wait_vm("web", 10, "Paused", 0.05, until=lambda vm: "Paused" in {
+            c["type"] for c in vm["status"]["conditions"]})
         vmlet(daemon, "detach", "web", "--disk", "scratch")
         a = wait_att(daemon, "web-scratch", "Terminating", 10)
         # Well past the bounded wait: still Terminating, with the reason; the node is kept.
@@ -297,10 +290,9 @@ def test_missing_disk_is_pending_until_it_appears(daemon):
         assert ready["message"] == 'VirtualDisk "late-disk" not found in namespace "default"'
         # The drop-in appears first, the file later: still Pending, now for the file.
         path = blank_disk(daemon, "late-disk", create=False)
-        deadline = time.monotonic() + 10
-        while "does not exist" not in attached_cond(att(daemon, "late")).get("message", ""):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        daemon.wait_for(lambda: attached_cond(att(daemon, "late")).get("message", ""), 10,
+                        "attachment late: its file does not exist",
+                        until=lambda message: "does not exist" in message)
         assert attached_cond(att(daemon, "late"))["message"] == \
             f'VirtualDisk "late-disk": {path} does not exist'
         assert att(daemon, "late")["status"]["phase"] == "Pending"
@@ -371,13 +363,11 @@ def qemu_view(d, vm="web"):
 
 
 def wait_record(record, names, timeout=10):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = sorted(h["attachment"] for h in json.loads(record.read_text()).get("hotplugged", []))
-        if got == names:
-            return
-        assert time.monotonic() < deadline, got
-        time.sleep(0.05)
+    """Until the VM's record lists exactly the attachments names as hot-plugged."""
+    def hotplugged():
+        return sorted(h["attachment"]
+                      for h in json.loads(record.read_text()).get("hotplugged", []))
+    wait(hotplugged, timeout, f"{record.name} listing {names}", until=lambda got: got == names)
 
 
 def test_vmletd_killed_keeps_attachment_without_replugging(daemon):
@@ -475,14 +465,7 @@ def test_vm_restart_brings_attachments_back_outside_boot_order(daemon):
 
     status, _ = daemon.operate("web", "Restart", force=True)
     assert status == 201
-    deadline = time.monotonic() + 60
-    while True:
-        vm = daemon.vm("web")
-        if vm["status"]["phase"] == "Running" and vm["status"].get("pid") not in (None, pid):
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    new_pid = vm["status"]["pid"]
+    new_pid = daemon.wait_new_pid("web", pid, 60)["status"]["pid"]
     guest = Guest(daemon, "web")
     try:
         wait_att(daemon, "web-kept", "Attached", 30)

@@ -17,6 +17,7 @@ from conftest import SOURCE
 from daemon import Daemon
 from qmp import QMP
 from test_daemon import console_of
+from waiting import wait
 
 BURN = "#cloud-config\n#vmlet: burn\n"
 WINDOW = 8  # seconds of CPU time measured
@@ -124,10 +125,8 @@ def test_hard_cap_holds_a_busy_guest_at_its_fraction(make_daemon):
                           "default/virtualmachines/capped",
                           {"spec": {"cpu": {"coreFraction": "10%"}}})
     assert status == 200
-    deadline = time.monotonic() + 20
-    while read(cpu / "cpu.cfs_quota_us") != "10000":
-        assert time.monotonic() < deadline, "quota not updated"
-        time.sleep(0.1)
+    wait(lambda: read(cpu / "cpu.cfs_quota_us"), 20, "cpu.cfs_quota_us 10000", 0.1,
+         until=lambda quota: quota == "10000")
     time.sleep(1)
     t0, u0 = time.monotonic(), usage_ns(vm)
     time.sleep(WINDOW)
@@ -159,14 +158,12 @@ def test_memory_and_pids_limits_and_live_core_fraction(make_daemon):
                           "default/virtualmachines/web",
                           {"spec": {"cpu": {"coreFraction": "50%"}}})
     assert status == 200
-    deadline = time.monotonic() + 20
-    while read(dirs["cpu"] / "cpu.shares") != "512":
-        assert time.monotonic() < deadline, "cpu.shares not updated"
-        time.sleep(0.1)
     # The cgroup first, then the started spec takes the new fraction: no longer awaiting.
-    while (vm := d.vm("web"))["status"]["restartAwaitingChanges"]:
-        assert time.monotonic() < deadline, vm["status"]["restartAwaitingChanges"]
-        time.sleep(0.1)
+    # One bound of 20 s for both (cpu.shares, once 512, stays so).
+    _, vm = wait(lambda: (read(dirs["cpu"] / "cpu.shares"), d.vm("web")), 20,
+                 "cpu.shares 512 and no change awaiting a restart", 0.1,
+                 until=lambda seen: seen[0] == "512"
+                 and not seen[1]["status"]["restartAwaitingChanges"])
     assert vm["status"]["pid"] == pid and vm["status"]["phase"] == "Running"
     assert vm["status"]["resources"]["cpu"]["coreFraction"] == "50%"
 
@@ -175,10 +172,8 @@ def test_memory_and_pids_limits_and_live_core_fraction(make_daemon):
                           "default/virtualmachines/web",
                           {"spec": {"cpu": {"coreFraction": "100%"}}})
     assert status == 200
-    deadline = time.monotonic() + 20
-    while not d.vm("web")["status"]["restartAwaitingChanges"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    d.wait_vm("web", 20, "with a change awaiting a restart",
+              until=lambda vm: vm["status"]["restartAwaitingChanges"])
     assert d.vm("web")["status"]["restartAwaitingChanges"] == [
         {"currentValue": "50%", "desiredValue": "100%", "operation": "replace",
          "path": "cpu.coreFraction"}]
@@ -236,12 +231,12 @@ def test_qemu_is_confined(make_daemon):
                 bus="pci.6")
         console.wait_for("VMLET-BLOCK-ADDED", 30)
         qmp.cmd("device_del", id="hot")
-        deadline = time.monotonic() + 30
-        while not any(e["event"] == "DEVICE_DELETED" and e["data"].get("device") == "hot"
-                      for e in qmp.events):
-            assert time.monotonic() < deadline, "no DEVICE_DELETED"
-            qmp.cmd("query-status")
-            time.sleep(0.1)
+        def events():
+            qmp.cmd("query-status")  # reads the events QEMU sent meanwhile
+            return qmp.events
+        wait(events, 30, "DEVICE_DELETED of hot", 0.1,
+             until=lambda seen: any(e["event"] == "DEVICE_DELETED"
+                                    and e["data"].get("device") == "hot" for e in seen))
         qmp.cmd("blockdev-del", **{"node-name": "hot-fmt"})
     finally:
         qmp.close()
@@ -261,10 +256,7 @@ def private_bus(tmp_path):
     env = dict(os.environ, DBUS_SESSION_BUS_ADDRESS=address)
     bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--nopidfile",
                             "--address", address], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not (tmp_path / "bus").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait(lambda: (tmp_path / "bus").exists(), 10, "dbus-daemon's socket", 0.01)
     fake = subprocess.Popen(["/usr/bin/python3", str(SOURCE / "tests" / "fakes" /
                                                      "fake-systemd1.py"), "--log", str(log)],
                             env=env, stdout=subprocess.PIPE, text=True)
@@ -289,10 +281,7 @@ def test_systemd_backend_end_to_end(make_daemon, private_bus):
                     "org.vmlet.FakeSystemd.SetJobDelay", "double:3"], check=True,
                    capture_output=True)
     d.start(env=dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=address))
-    deadline = time.monotonic() + 20
-    while not (vm := d.vm("web")) or "pid" not in vm["status"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    vm = d.wait_vm("web", 20, "with a pid", 0.05, until=lambda vm: vm and "pid" in vm["status"])
     pid = vm["status"]["pid"]
     assert vm["status"]["phase"] == "Starting"
     # Forked, not yet exec'ed: still the agent's image, at the gate.

@@ -8,9 +8,9 @@ import json
 import pathlib
 import select
 import subprocess
-import time
 
 from qmp import Qemu, connect_unix
+from waiting import wait
 
 SOURCE = pathlib.Path(__file__).resolve().parents[2]
 
@@ -85,19 +85,20 @@ class Console:
 
     def wait_for(self, marker, timeout, start=0):
         """Returns the first line starting with marker (from line index start on: see
-        len(lines) for "after what was seen so far"), or raises TimeoutError."""
+        len(lines) for "after what was seen so far"); reads the console meanwhile."""
         seen = start
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def found():
+            nonlocal seen
             for line in self.lines[seen:]:
                 seen += 1
                 if line.startswith(marker):
                     return line
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no {marker!r} within {timeout}s; last lines: "
-                                   f"{self.lines[-10:]}")
-            self._pump(min(left, 0.5))
+        try:
+            return wait(found, timeout, f"console line {marker!r}", 0.5, sleep=self._pump)
+        except AssertionError as e:
+            e.args = (f"{e}; last lines: {self.lines[-10:]}",)
+            raise
 
     def section(self, begin, end):
         """Lines strictly between the begin and end markers (already received)."""

@@ -173,28 +173,6 @@ static void test_free_ports(void)
   g_assert_cmphex(vmlet_slots_free_ports(types, parents), ==, (1 << 3) | (1 << 4) | (1 << 6));
 }
 
-static void test_deleted_event_filter(void)
-{
-  /* QEMU 7.2 sends two DEVICE_DELETED per virtio device: only the device's own counts. */
-  g_autoptr(JsonParser) p = json_parser_new();
-  g_assert_true(json_parser_load_from_data(
-      p, "[{\"path\": \"/machine/peripheral/vd-x/virtio-backend\"}, {\"device\": \"vd-x\", "
-         "\"path\": \"/machine/peripheral/vd-x\"}, {\"device\": 7}]",
-      -1, NULL));
-  JsonArray *events = json_node_get_array(json_parser_get_root(p));
-  g_assert_false(vmlet_hotplug_is_deleted("DEVICE_DELETED",
-                                          json_array_get_object_element(events, 0), "vd-x"));
-  g_assert_true(vmlet_hotplug_is_deleted("DEVICE_DELETED",
-                                         json_array_get_object_element(events, 1), "vd-x"));
-  g_assert_false(vmlet_hotplug_is_deleted("DEVICE_DELETED",
-                                          json_array_get_object_element(events, 1), "vd-y"));
-  g_assert_false(vmlet_hotplug_is_deleted("DEVICE_DELETED",
-                                          json_array_get_object_element(events, 2), "vd-x"));
-  g_assert_false(vmlet_hotplug_is_deleted("RESUME", json_array_get_object_element(events, 1),
-                                          "vd-x"));
-  g_assert_false(vmlet_hotplug_is_deleted("DEVICE_DELETED", NULL, "vd-x"));
-}
-
 /* ---- checks and placement against a spec ---- */
 
 static const char *klass = "{\"apiVersion\": \"virtualization.deckhouse.io/v1alpha2\", \"kind\": "
@@ -334,7 +312,7 @@ static void test_place(void)
     g_assert_cmpuint(disk->slot, ==, got[i].slot);
     g_assert_cmpint(disk->read_only, ==, got[i].ro);
     g_assert_cmpuint(disk->boot_index, ==, 0);
-    g_autofree char *bus = vm_plan_hotplug_bus(disk);
+    g_autofree char *bus = vm_plan_disk_bus(disk);
     g_assert_cmpstr(bus, ==, got[i].bus_name);
   }
   g_assert_cmpuint(g_hash_table_size(left), ==, 3);
@@ -356,7 +334,6 @@ int main(int argc, char **argv)
   g_test_add_func("/attachment/status-json", test_status_json);
   g_test_add_func("/slots/lowest", test_lowest_slot);
   g_test_add_func("/slots/free-ports", test_free_ports);
-  g_test_add_func("/slots/deleted-event", test_deleted_event_filter);
   g_test_add_func("/slots/check", test_check);
   g_test_add_func("/slots/place", test_place);
   return g_test_run();

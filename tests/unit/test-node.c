@@ -94,7 +94,28 @@ static void test_rejections(void)
                   "[paths] run-dir: expected an absolute path of at most 512 bytes without "
                   "commas, found \"relative/dir\"");
   assert_rejected("[paths]\nrun-dir=/a,b\n", "without commas, found \"/a,b\"");
-  assert_rejected("[qemu]\nacel=kvm\n", "cgroup-manager, slice, cgroup-parent, core-fraction)");
+  assert_rejected("[qemu]\nacel=kvm\n", "downtime-limit, outbound, inbound, progress-timeout, "
+                                        "multifd-channels)");
+  assert_rejected("[migration]\nlisten=1.2.3.4\n", "unknown setting (known: [node] name, "
+                  "labels; [paths] run-dir, state-dir, disk-dir, image-dir, config-dir, "
+                  "profiles-dir; [qemu] binary, accel, user, ovmf-code, ovmf-vars, "
+                  "ovmf-code-secboot, ovmf-vars-secboot; [resources] cgroup-manager, slice, "
+                  "cgroup-parent, core-fraction; [migration] listen-address, port, cert-dir, "
+                  "stream-ports, bandwidth, downtime-limit, outbound, inbound, progress-timeout, "
+                  "multifd-channels)");
+  assert_rejected("[migration]\nport=0\n",
+                  "[migration] port: expected an integer from 1 to 65535, found \"0\"");
+  assert_rejected("[migration]\ninbound=many\n",
+                  "[migration] inbound: expected an integer from 1 to 16, found \"many\"");
+  assert_rejected("[migration]\nlisten-address=hv-1\n",
+                  "[migration] listen-address: expected an IP address, found \"hv-1\"");
+  assert_rejected("[migration]\ncert-dir=pki\n",
+                  "[migration] cert-dir: expected an absolute path without commas, found \"pki\"");
+  assert_rejected("[migration]\nstream-ports=50000-50000\n", "found \"50000-50000\"");
+  assert_rejected("[migration]\nstream-ports=80-90\n", "found \"80-90\"");
+  assert_rejected("[migration]\nbandwidth=1k\n",
+                  "[migration] bandwidth: expected bytes per second as a quantity of at least "
+                  "1Mi, such as 1Gi, found \"1k\"");
   assert_rejected("[resources]\ncgroup-manager=cgroupfs\n",
                   "[resources] cgroup-manager: expected one of auto, systemd, cgroupfs-v2, "
                   "cgroupfs-v1, none, found \"cgroupfs\"");
@@ -107,6 +128,35 @@ static void test_rejections(void)
   assert_rejected("[qemu]\nuser=qemu user\n", "found \"qemu user\"");
   assert_rejected("[node]\nlabels=novalue\n", "found \"novalue\"");
   assert_rejected("not a key file", "");
+}
+
+static void test_migration(void)
+{
+  g_autoptr(VmletNode) defaults = vmlet_node_new_default();
+  g_assert_false(defaults->migration.enabled);
+  g_assert_cmpuint(defaults->migration.outbound, ==, 2);
+  g_assert_cmpuint(defaults->migration.inbound, ==, 1);
+  g_autofree char *path = write_temp("[migration]\nlisten-address=10.0.0.1\nport=7444\n"
+                                     "cert-dir=/srv/pki\nstream-ports=50000-50009\n"
+                                     "bandwidth=512Mi\ndowntime-limit=200\noutbound=3\n"
+                                     "inbound=2\nprogress-timeout=20\nmultifd-channels=2\n");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VmletNode) n = vmlet_node_load(path, &error);
+  g_assert_no_error(error);
+  const VmletMigrationSettings *m = &n->migration;
+  g_assert_true(m->enabled);
+  g_assert_cmpstr(m->listen_address, ==, "10.0.0.1");
+  g_assert_cmpuint(m->port, ==, 7444);
+  g_assert_cmpstr(m->cert_dir, ==, "/srv/pki");
+  g_assert_cmpuint(m->stream_port_min, ==, 50000);
+  g_assert_cmpuint(m->stream_port_max, ==, 50009);
+  g_assert_cmpuint(m->bandwidth, ==, 512 << 20);
+  g_assert_cmpuint(m->downtime_ms, ==, 200);
+  g_assert_cmpuint(m->outbound, ==, 3);
+  g_assert_cmpuint(m->inbound, ==, 2);
+  g_assert_cmpuint(m->progress_timeout_s, ==, 20);
+  g_assert_cmpuint(m->multifd_channels, ==, 2);
+  g_unlink(path);
 }
 
 static void test_missing_file(void)
@@ -125,5 +175,6 @@ int main(int argc, char **argv)
   g_test_add_func("/node/load", test_load);
   g_test_add_func("/node/rejections", test_rejections);
   g_test_add_func("/node/missing-file", test_missing_file);
+  g_test_add_func("/node/migration", test_migration);
   return g_test_run();
 }

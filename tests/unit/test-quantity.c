@@ -80,6 +80,50 @@ static void test_round_trip(void)
     }
 }
 
+static void test_duration(void)
+{
+  static const struct {
+    const char *text;
+    GTimeSpan us;
+  } valid[] = {
+      {"90s", 90 * G_TIME_SPAN_SECOND},
+      {"5m", 5 * G_TIME_SPAN_MINUTE},
+      {"1h30m", 90 * G_TIME_SPAN_MINUTE},
+      {"1h0m5s", G_TIME_SPAN_HOUR + 5 * G_TIME_SPAN_SECOND},
+      {"1500ms", 1500 * G_TIME_SPAN_MILLISECOND},
+      {"2m3ms", 2 * G_TIME_SPAN_MINUTE + 3 * G_TIME_SPAN_MILLISECOND},
+      {"0", 0},
+      {"90", 90 * G_TIME_SPAN_SECOND}, /* vmlet's older --timeout S */
+      {"8760h", 365 * G_TIME_SPAN_DAY},
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS(valid); i++) {
+    GTimeSpan v = -1;
+    const char *why = "unset";
+    g_test_message("%s", valid[i].text);
+    g_assert_true(vmlet_duration_parse(valid[i].text, &v, &why));
+    g_assert_cmpint(v, ==, valid[i].us);
+    g_assert_null(why);
+  }
+  static const struct {
+    const char *text;
+    const char *why_contains;
+  } invalid[] = {
+      {"", "such as"},      {"s", "such as"},      {"1h30", "such as"},  {"0h30", "such as"},
+      {"-5s", "such as"},   {"1.5h", "such as"},   {"5 m", "such as"},   {"5d", "such as"},
+      {"5M", "such as"},    {"8761h", "at most a year"},
+      {"99999999999999999999s", "at most a year"}, {"8760h1ms", "at most a year"},
+      {"123456789012345678901234567890123s", "such as"},
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS(invalid); i++) {
+    GTimeSpan v = 42;
+    const char *why = NULL;
+    g_test_message("%s", invalid[i].text);
+    g_assert_false(vmlet_duration_parse(invalid[i].text, &v, &why));
+    g_assert_cmpint(v, ==, 42);
+    g_assert_nonnull(strstr(why, invalid[i].why_contains));
+  }
+}
+
 int main(int argc, char **argv)
 {
   g_test_init(&argc, &argv, NULL);
@@ -87,5 +131,6 @@ int main(int argc, char **argv)
   g_test_add_func("/quantity/invalid", test_invalid);
   g_test_add_func("/quantity/format", test_format);
   g_test_add_func("/quantity/round-trip", test_round_trip);
+  g_test_add_func("/quantity/duration", test_duration);
   return g_test_run();
 }
