@@ -1,5 +1,6 @@
-/* The monitor's insides, shared by monitor.c (the VM's commands and events) and
- * monitor-migrate.c (migration's). Nothing else includes this header. */
+/* The monitor's insides, shared by monitor.c (the VM's commands and events),
+ * monitor-query.c (queries) and monitor-migrate.c (migration's). Nothing else includes
+ * this header. */
 #pragma once
 
 #include "monitor.h"
