@@ -150,8 +150,7 @@ void vmlet_peer_client_request_async(VmletPeerClient *client, const VmletPeer *p
   soup_session_send_async(c->session, c->msg, G_PRIORITY_DEFAULT, cancellable, on_sent, task);
 }
 
-JsonNode *vmlet_peer_client_request_finish(VmletPeerClient *client, GAsyncResult *result,
-                                           guint *status, GError **error)
+JsonNode *vmlet_peer_client_request_finish(GAsyncResult *result, guint *status, GError **error)
 {
   GTask *task = G_TASK(result);
   JsonNode *node = g_task_propagate_pointer(task, error);

@@ -28,5 +28,4 @@ void vmlet_peer_client_request_async(VmletPeerClient *client, const VmletPeer *p
                                      guint default_port, const char *method, const char *path,
                                      JsonNode *body, guint timeout_s, GCancellable *cancellable,
                                      GAsyncReadyCallback callback, gpointer user_data);
-JsonNode *vmlet_peer_client_request_finish(VmletPeerClient *client, GAsyncResult *result,
-                                           guint *status, GError **error);
+JsonNode *vmlet_peer_client_request_finish(GAsyncResult *result, guint *status, GError **error);

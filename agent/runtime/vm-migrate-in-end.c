@@ -44,8 +44,9 @@ static void on_source_answer(GObject *src, GAsyncResult *res, gpointer data)
   VmMigIn *m = data;
   guint status = 0;
   g_autoptr(GError) error = NULL;
-  g_autoptr(JsonNode) n = vmlet_peer_client_request_finish(
-      vmlet_migrations_client(m->vm->env->migrations), res, &status, &error);
+  g_autoptr(JsonNode) n = vmlet_peer_client_request_finish(res, &status, &error);
+  if (mig_in_gone(error))
+    return;
   m->asking = FALSE;
   if (m->ended || m->committed)
     return;
@@ -77,7 +78,7 @@ static gboolean on_watchdog(gpointer data)
   g_autofree char *path = g_strdup_printf("/peer/v1/migrations/%s", m->journal->id);
   vmlet_peer_client_request_async(vmlet_migrations_client(ms), peer,
                                   vmlet_migrations_node(ms)->migration.port, "GET", path, NULL,
-                                  ASK_TIMEOUT_S, NULL, on_source_answer, m);
+                                  ASK_TIMEOUT_S, m->cancel, on_source_answer, m);
   return G_SOURCE_CONTINUE;
 }
 
@@ -106,9 +107,10 @@ static void on_listening(GObject *src, GAsyncResult *res, gpointer data)
 {
   VmMigIn *m = data;
   g_autoptr(GError) error = NULL;
-  if (m->ended)
+  gboolean listening = vmlet_mig_listen_finish(res, &error);
+  if (mig_in_gone(error) || m->ended)
     return;
-  if (!vmlet_mig_listen_finish(res, &error) ||
+  if (!listening ||
       !vmlet_mig_journal_step(m->journal, m->vm->env->node->state_dir, VMLET_MIG_PREPARED,
                               &error)) {
     answer_prepare_error(m, VMLET_MIG_ERROR_UNSCHEDULABLE, error->message);
@@ -126,9 +128,10 @@ static void on_set_up(GObject *src, GAsyncResult *res, gpointer data)
 {
   VmMigIn *m = data;
   g_autoptr(GError) error = NULL;
-  if (m->ended)
+  gboolean set_up = vmlet_mig_setup_finish(res, &error);
+  if (mig_in_gone(error) || m->ended)
     return;
-  if (!vmlet_mig_setup_finish(res, &error)) {
+  if (!set_up) {
     answer_prepare_error(m, VMLET_MIG_ERROR_UNSCHEDULABLE, error->message);
     return;
   }
@@ -152,7 +155,7 @@ static void on_set_up(GObject *src, GAsyncResult *res, gpointer data)
     return;
   }
   vmlet_mig_listen_async(monitor_of(m), vmlet_migrations_node(ms)->migration.listen_address,
-                         m->ports[0], m->n_ports > 1 ? m->ports[1] : 0, m->exports, NULL,
+                         m->ports[0], m->n_ports > 1 ? m->ports[1] : 0, m->exports, m->cancel,
                          on_listening, m);
 }
 
@@ -178,7 +181,7 @@ void vm_migrate_in_ready(VmletVm *vm)
       .auto_converge = m->auto_converge,
       .multifd_channels = m->multifd_channels,
   };
-  vmlet_mig_setup_async(vmlet_instance_get_monitor(vm->qemu), TRUE, &s, NULL, on_set_up, m);
+  vmlet_mig_setup_async(vmlet_instance_get_monitor(vm->qemu), TRUE, &s, m->cancel, on_set_up, m);
 }
 
 /* ---- the commit ---- */
@@ -295,12 +298,17 @@ static void own(VmMigIn *m)
 static void on_resumed(GObject *src, GAsyncResult *res, gpointer data)
 {
   VmMigIn *m = data;
-  VmletVm *vm = m->vm;
   GError *error = NULL;
+  gboolean resumed = vmlet_mig_resume_finish(res, &error);
+  if (mig_in_gone(error)) {
+    g_error_free(error);
+    return;
+  }
+  VmletVm *vm = m->vm;
   GTask *task = g_steal_pointer(&m->commit);
   m->commit_busy = FALSE;
   /* A QEMU that will not resume is a crash after the commit: its exit finishes the job. */
-  if (!vmlet_mig_resume_finish(res, &error)) {
+  if (!resumed) {
     answer(task, NULL, error);
     return;
   }
@@ -357,7 +365,7 @@ void mig_in_commit(VmMigIn *m, guint64 generation, GTask *task)
   g_clear_handle_id(&m->watchdog, g_source_remove);
   /* NBD served the local disks' copies: those made here (what a rebuilt job knows). */
   gboolean nbd = m->exports ? m->exports->len > 0 : m->journal->created->len > 0;
-  vmlet_mig_resume_async(monitor_of(m), nbd, NULL, on_resumed, m);
+  vmlet_mig_resume_async(monitor_of(m), nbd, m->cancel, on_resumed, m);
 }
 
 JsonNode *mig_in_describe(VmMigIn *m)

@@ -23,6 +23,8 @@ void mig_in_free(VmMigIn *m)
     return;
   g_clear_handle_id(&m->watchdog, g_source_remove);
   g_clear_handle_id(&m->finish_retry, g_source_remove);
+  g_cancellable_cancel(m->cancel);
+  g_clear_object(&m->cancel);
   vmlet_mig_journal_free(m->journal);
   g_free(m->source);
   g_free(m->source_dn);
@@ -285,6 +287,7 @@ void mig_in_prepare(VmletVm *vm, JsonObject *req, const char *source, const char
                     GTask *task)
 {
   VmMigIn *m = g_new0(VmMigIn, 1);
+  m->cancel = g_cancellable_new();
   m->vm = vm;
   m->source = g_strdup(source);
   m->source_dn = g_strdup(source_dn);
@@ -326,6 +329,7 @@ void mig_in_prepare(VmletVm *vm, JsonObject *req, const char *source, const char
 VmMigIn *mig_in_rebuild(VmletVm *vm, VmletMigJournal *j)
 {
   VmMigIn *m = g_new0(VmMigIn, 1);
+  m->cancel = g_cancellable_new();
   m->vm = vm;
   m->journal = j;
   m->recovered = TRUE;

@@ -22,6 +22,7 @@ typedef struct _VmMigIn {
   GTask *commit;            /* answered once the VM runs here */
   gint64 last_contact_us;   /* the source's last call */
   guint watchdog;
+  GCancellable *cancel;     /* every call of the job: cancelled when it is freed */
   gboolean asking, committed, ended;
   gboolean commit_busy;     /* QEMU is being resumed */
   gboolean resumed;         /* ... and runs: a repeated commit is answered at once */
@@ -43,6 +44,11 @@ VmMigIn *mig_in_rebuild(VmletVm *vm, VmletMigJournal *j);
 /* The job is over (its outcome journaled): ports, slot and registration given back. */
 void mig_in_release(VmMigIn *m);
 void mig_in_free(VmMigIn *m);
+/* A call's callback asks this before it touches m: mig_in_free() cancels m->cancel. */
+static inline gboolean mig_in_gone(const GError *error)
+{
+  return g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+}
 
 /* vm-migrate-in-end.c */
 /* The source's commit (task: its answer), or this node's own when the source says it has

@@ -44,8 +44,7 @@ static void on_heartbeat(GObject *src, GAsyncResult *res, gpointer data)
   VmMigOut *m = data;
   g_autoptr(GError) error = NULL;
   guint status = 0;
-  g_autoptr(JsonNode) n = vmlet_peer_client_request_finish(vmlet_migrations_client(ms_of(m)),
-                                                           res, &status, &error);
+  g_autoptr(JsonNode) n = vmlet_peer_client_request_finish(res, &status, &error);
   if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     return;
   m->heartbeat_busy = FALSE;
@@ -235,7 +234,8 @@ static void on_sent(GObject *src, GAsyncResult *res, gpointer data)
 {
   VmMigOut *m = data;
   g_autoptr(GError) error = NULL;
-  if (!vmlet_monitor_finish(VMLET_MONITOR(src), res, &error) && !m->ended)
+  if (!vmlet_monitor_finish(VMLET_MONITOR(src), res, &error) && !mig_out_gone(error) &&
+      !m->ended)
     mig_out_fail(m, "Aborted", error->message);
 }
 
@@ -246,7 +246,7 @@ void mig_out_migrate(VmMigOut *m)
   const char *a = m->peer->address;
   g_autofree char *uri = strchr(a, ':') ? g_strdup_printf("tcp:[%s]:%u", a, m->stream_port)
                                         : g_strdup_printf("tcp:%s:%u", a, m->stream_port);
-  vmlet_monitor_migrate(mon, uri, NULL, on_sent, m);
+  vmlet_monitor_migrate(mon, uri, m->cancel, on_sent, m);
 }
 
 static void on_mirrors_done(GObject *src, GAsyncResult *res, gpointer data)
@@ -254,11 +254,11 @@ static void on_mirrors_done(GObject *src, GAsyncResult *res, gpointer data)
   VmMigOut *m = data;
   g_autoptr(GError) error = NULL;
   if (!vmlet_mig_mirror_complete_finish(res, &error)) {
-    if (!m->ended)
+    if (!mig_out_gone(error) && !m->ended)
       mig_out_fail(m, "TargetDiskError", error->message);
     return;
   }
-  vmlet_monitor_migrate_continue(mig_out_monitor(m), NULL, on_sent, m);
+  vmlet_monitor_migrate_continue(mig_out_monitor(m), m->cancel, on_sent, m);
 }
 
 void mig_out_switchover(VmMigOut *m)
@@ -266,9 +266,10 @@ void mig_out_switchover(VmMigOut *m)
   /* The vCPUs are stopped: the mirrors hold every write, so completing them now makes the
    * destination's disks exactly the source's. */
   if (m->mirror->len)
-    vmlet_mig_mirror_complete_async(mig_out_monitor(m), m->mirror, NULL, on_mirrors_done, m);
+    vmlet_mig_mirror_complete_async(mig_out_monitor(m), m->mirror, m->cancel,
+                                    on_mirrors_done, m);
   else
-    vmlet_monitor_migrate_continue(mig_out_monitor(m), NULL, on_sent, m);
+    vmlet_monitor_migrate_continue(mig_out_monitor(m), m->cancel, on_sent, m);
 }
 
 /* ---- commit ---- */
@@ -313,8 +314,7 @@ static void on_committed(GObject *src, GAsyncResult *res, gpointer data)
   VmMigOut *m = data;
   g_autoptr(GError) error = NULL;
   guint status = 0;
-  g_autoptr(JsonNode) n = vmlet_peer_client_request_finish(vmlet_migrations_client(ms_of(m)),
-                                                           res, &status, &error);
+  g_autoptr(JsonNode) n = vmlet_peer_client_request_finish(res, &status, &error);
   if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || m->ended)
     return;
   if (n && status == 200) {
@@ -387,9 +387,8 @@ void mig_out_hand_over(VmMigOut *m)
 
 static void on_abort_told(GObject *src, GAsyncResult *res, gpointer data)
 {
-  VmletPeerClient *client = data;
   /* The answer changes nothing: a destination not told aborts on its own watchdog. */
-  g_autoptr(JsonNode) n G_GNUC_UNUSED = vmlet_peer_client_request_finish(client, res, NULL, NULL);
+  g_autoptr(JsonNode) n G_GNUC_UNUSED = vmlet_peer_client_request_finish(res, NULL, NULL);
 }
 
 void mig_out_tell_abort(VmMigOut *m, const char *why)
@@ -402,6 +401,5 @@ void mig_out_tell_abort(VmMigOut *m, const char *why)
   json_node_take_object(body, o);
   /* Not cancelled with the job: the destination must hear it, even as the job ends. Its
    * own watchdog covers a message that is lost. */
-  peer_call(m, "POST", "/abort", body, HEARTBEAT_TIMEOUT_S * 2, NULL, on_abort_told,
-            vmlet_migrations_client(ms_of(m)));
+  peer_call(m, "POST", "/abort", body, HEARTBEAT_TIMEOUT_S * 2, NULL, on_abort_told, NULL);
 }

@@ -78,8 +78,7 @@ static void on_node(GObject *src, GAsyncResult *res, gpointer data)
   VmletPeer *peer = c->candidates->pdata[c->next - 1];
   g_autoptr(GError) error = NULL;
   guint status = 0;
-  g_autoptr(JsonNode) n = vmlet_peer_client_request_finish(
-      vmlet_migrations_client(m->vm->env->migrations), res, &status, &error);
+  g_autoptr(JsonNode) n = vmlet_peer_client_request_finish(res, &status, &error);
   if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
     choice_free(c);
     return;
@@ -148,8 +147,7 @@ static void on_prepared(GObject *src, GAsyncResult *res, gpointer data)
   VmMigOut *m = data;
   g_autoptr(GError) error = NULL;
   guint status = 0;
-  g_autoptr(JsonNode) n = vmlet_peer_client_request_finish(
-      vmlet_migrations_client(m->vm->env->migrations), res, &status, &error);
+  g_autoptr(JsonNode) n = vmlet_peer_client_request_finish(res, &status, &error);
   if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     return;
   /* The destination has looked: the markers have served. */
@@ -241,7 +239,7 @@ static void on_set_up(GObject *src, GAsyncResult *res, gpointer data)
   VmMigOut *m = data;
   g_autoptr(GError) error = NULL;
   if (!vmlet_mig_setup_finish(res, &error)) {
-    if (!m->ended)
+    if (!mig_out_gone(error) && !m->ended)
       mig_out_fail(m, "Aborted", error->message);
     return;
   }
@@ -272,7 +270,7 @@ void mig_out_setup(VmMigOut *m)
       .bandwidth = cfg->bandwidth,
       .downtime_ms = m->downtime_ms,
   };
-  vmlet_mig_setup_async(mon, FALSE, &s, NULL, on_set_up, m);
+  vmlet_mig_setup_async(mon, FALSE, &s, m->cancel, on_set_up, m);
 }
 
 static void on_mirrored(GObject *src, GAsyncResult *res, gpointer data)
@@ -280,7 +278,7 @@ static void on_mirrored(GObject *src, GAsyncResult *res, gpointer data)
   VmMigOut *m = data;
   g_autoptr(GError) error = NULL;
   if (!vmlet_mig_mirror_finish(res, &error)) {
-    if (!m->ended)
+    if (!mig_out_gone(error) && !m->ended)
       mig_out_fail(m, "TargetDiskError", error->message);
     return;
   }
@@ -295,5 +293,5 @@ void mig_out_mirror(VmMigOut *m)
     return;
   }
   vmlet_mig_mirror_async(mig_out_monitor(m), m->peer->address, m->nbd_port, m->peer->name,
-                         m->mirror, NULL, on_mirrored, m);
+                         m->mirror, m->cancel, on_mirrored, m);
 }

@@ -53,6 +53,14 @@ typedef struct _VmMigOut {
   gboolean recovered;        /* rebuilt from the journal by a restarted vmletd: no slot */
 } VmMigOut;
 
+/* Every call the job makes (to QEMU or to the peer) passes m->cancel, and its callback
+ * asks this before it touches m: mig_out_free() cancels, so a reply that comes after the
+ * job ended (a failure resumed the VM, QEMU exited) finds m gone and says so. */
+static inline gboolean mig_out_gone(const GError *error)
+{
+  return g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+}
+
 /* vm-migrate-out.c */
 void mig_out_next(VmMigOut *m);
 /* Undoes everything and resumes the VM here (reason: DVP's, e.g. "NotConverging"); after

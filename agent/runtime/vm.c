@@ -78,6 +78,8 @@ static void vmlet_vm_finalize(GObject *obj)
   g_free(vm->held);
   g_free(vm->resources_error);
   g_free(vm->confine_error);
+  g_free(vm->moved_to);
+  vm_migration_free(vm);
   g_ptr_array_unref(vm->ops);
   G_OBJECT_CLASS(vmlet_vm_parent_class)->finalize(obj);
 }
