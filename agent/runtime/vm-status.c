@@ -141,7 +141,11 @@ static JsonObject *status_json(VmletVm *vm)
     json_object_set_string_member(st, "nodeName", vm->moved_to);
   else if (vm->mig_in)
     json_object_set_string_member(st, "nodeName", vmlet_vm_migration_peer(vm));
-  else if (vm_qemu_alive(vm) || vm->phase == VM_PHASE_RUNNING)
+  /* Migrating away, the VM is this node's until it is handed over, also in the moment
+   * between the source's QEMU quitting and the hand-over (the guide's get -w shows no
+   * row without a node). */
+  else if (vm_qemu_alive(vm) || vm->phase == VM_PHASE_RUNNING ||
+           vm->phase == VM_PHASE_MIGRATING)
     json_object_set_string_member(st, "nodeName", vm->env->node->name);
   JsonArray *changes = vm_pending_changes(vm);
   json_object_set_array_member(st, "conditions",

@@ -160,15 +160,18 @@ static int send_vm(const char *cmd, VmletClient *c, const VmletManifestItem *it,
 {
   g_autofree char *path = g_strdup_printf(API "/namespaces/%s/virtualmachines/%s", it->namespace,
                                           it->name);
-  /* vmletd's PUT creates and replaces alike: create asks first. Between the two another
+  /* vmletd's PUT creates and replaces alike: both ask first, create to refuse an existing
+   * VM, apply to say "created" or "configured" as kubectl does. Between the two another
    * client could create the VM; this one's PUT would then replace it, as apply does. */
-  int rc = mode == VMLET_SEND_CREATE ? refuse_existing(cmd, c, it, path) : 0;
+  g_autoptr(JsonNode) old = NULL;
+  int rc = mode == VMLET_SEND_CREATE ? refuse_existing(cmd, c, it, path)
+                                     : remote_get(cmd, c, path, &old);
   g_autofree char *text = json_to_string(it->object, TRUE);
   g_autoptr(JsonNode) applied = NULL;
   if (rc || (rc = remote_call(cmd, c, "PUT", path, text, 200, &applied)))
     return rc;
   printf("virtualmachine.virtualization.deckhouse.io/%s %s\n", it->name,
-         mode == VMLET_SEND_CREATE ? "created" : "configured");
+         old ? "configured" : "created");
   fflush(stdout);
   remote_print_warnings(applied);
   return 0;

@@ -83,8 +83,11 @@ def test_apply_and_delete(daemon):
                    "memory": {"size": "256Mi"}, "terminationGracePeriodSeconds": 1,
                    "blockDeviceRefs": [{"kind": "VirtualDisk", "name": "applied-root"}]}}
     r = vmlet(daemon, "apply", "-f", "-", stdin=json.dumps(vm))
-    assert r.stdout == "virtualmachine.virtualization.deckhouse.io/applied configured\n"
+    assert r.stdout == "virtualmachine.virtualization.deckhouse.io/applied created\n"
     daemon.wait_phase("applied", "Running")
+    # Again: kubectl's word for an object that was there.
+    r = vmlet(daemon, "apply", "-f", "-", stdin=json.dumps(vm))
+    assert r.stdout == "virtualmachine.virtualization.deckhouse.io/applied configured\n"
 
     bad = dict(vm, spec=dict(vm["spec"], cpu={"cores": 0}))
     r = vmlet(daemon, "apply", "-f", "-", stdin=json.dumps(bad), check=False)
@@ -208,7 +211,7 @@ def test_seed_yaml_applied_verbatim(daemon):
     daemon.start()
     seed_yaml = (SOURCE / "tests" / "seed" / "linux-vm.yaml").read_text()
     r = vmlet(daemon, "apply", "-f", "-", stdin=seed_yaml)
-    assert r.stdout == "virtualmachine.virtualization.deckhouse.io/linux-vm configured\n"
+    assert r.stdout == "virtualmachine.virtualization.deckhouse.io/linux-vm created\n"
     daemon.wait_phase("linux-vm", "Running", 60)
     row = vmlet(daemon, "get", "linux-vm").stdout.splitlines()[1].split()
     assert row[:3] == ["linux-vm", "Running", "test-node"]
@@ -307,7 +310,7 @@ def test_warnings_are_shown_not_dropped(daemon):
                    "blockDeviceRefs": [{"kind": "VirtualDisk", "name": "inline-root"}],
                    "provisioning": {"type": "UserData", "userData": broken}}}
     r = vmlet(daemon, "apply", "-f", "-", stdin=json.dumps(vm))
-    assert r.stdout == "virtualmachine.virtualization.deckhouse.io/inline configured\n"
+    assert r.stdout == "virtualmachine.virtualization.deckhouse.io/inline created\n"
     path = daemon.etc / "vms.d" / "inline.json"
     yaml_problem = ("user-data: #cloud-config is not valid YAML: did not find expected ',' or "
                     "']' at line 3, column 6 (while parsing a flow sequence at line 2, column 11)")
