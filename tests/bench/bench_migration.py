@@ -26,8 +26,9 @@ page left and so misses the disk copies' completion and the commit.
 
 Each way's VM goes back and forth, one sample per direction. Medians, never timed
 assertions.
-With --multifd N (default 2), a third way: the raw sequence with N multifd TLS streams for
-the memory, to see whether they beat one stream here. Writes build/bench-migration.json.
+With --multifd N (default 2), both ways again with N multifd TLS streams for the memory
+(vmlet: a second pair of nodes with `multifd-channels=N`), to see whether they beat one
+stream here. Writes build/bench-migration.json.
 """
 import argparse
 import json
@@ -216,27 +217,28 @@ class RawWay:
 class VmletWay:
     """The vmlet samples' VM, moved by an Evict on whichever node runs it."""
 
-    def __init__(self, a, b):
-        self.nodes, self.n = (a, b), 0
-        a.guest_disk("mv-root")
-        a.write_vm("mv")
-        a.wait_phase("mv", "Running", 90)
+    def __init__(self, a, b, name="mv"):
+        self.nodes, self.n, self.name = (a, b), 0, name
+        a.guest_disk(f"{name}-root")
+        a.write_vm(name)
+        a.wait_phase(name, "Running", 90)
 
     def sample(self):
         s_node, d_node = self.nodes[self.n % 2], self.nodes[(self.n + 1) % 2]
         self.n += 1
         t0 = time.perf_counter()
-        op = s_node.migrate("mv")
+        op = s_node.migrate(self.name)
         done = wait(lambda: s_node.op(op), 180, f"op {op}", interval=0.01,
                     until=lambda o: o and o["status"]["phase"] in ("Completed", "Failed"))
         took = time.perf_counter() - t0
         assert done["status"]["phase"] == "Completed", done
-        d_node.wait_phase("mv", "Running", 30)
+        d_node.wait_phase(self.name, "Running", 30)
         # What the source set aside: removed, so the way back copies the disk afresh.
         for d in ("vms.d", "disks.d"):
             for aside in (s_node.etc / d).glob("*.migrated-to-*"):
                 aside.unlink()
-        pathlib.Path(f"{s_node.disk_path('mv-root')}.migrated-to-{d_node.name}").unlink()
+        stale = f"{s_node.disk_path(self.name + '-root')}.migrated-to-{d_node.name}"
+        pathlib.Path(stale).unlink()
         mig = done["status"]["migration"]
         return Sample(took, mig["pausedMs"], mig.get("qemuDowntimeMs"))  # absent: QEMU did not say
 
@@ -251,7 +253,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=6, help="samples per way (default 6)")
     ap.add_argument("--multifd", type=int, default=2,
-                    help="a third way: raw with this many multifd TLS streams (0: none)")
+                    help="raw and vmlet again with this many multifd TLS streams (0: not)")
     args = ap.parse_args()
     net = Network()
     work = pathlib.Path(f"/tmp/bench-migration-{net.tag}")
@@ -261,17 +263,27 @@ def main():
     b = Node(guest, net, pki, 2)
     a.add_peer(b)
     b.add_peer(a)
+    # vmlet with multifd: a second pair of nodes, configured so.
+    mf = f"multifd-channels={args.multifd}\n"
+    c = Node(guest, net, pki, 3, migration_conf=mf) if args.multifd else None
+    d = Node(guest, net, pki, 4, migration_conf=mf) if args.multifd else None
+    if c:
+        c.add_peer(d)
+        d.add_peer(c)
     samples = {"raw": [], "vmlet": []}
     if args.multifd:
         samples["raw-multifd"] = []
+        samples["vmlet-multifd"] = []
     ways = {}
     try:
-        a.start()
-        b.start()
+        for n in (a, b, c, d):
+            if n:
+                n.start()
         ways["raw"] = RawWay(a, b, work, "raw", (49200, 49201))
         ways["vmlet"] = VmletWay(a, b)
         if args.multifd:
             ways["raw-multifd"] = RawWay(a, b, work, "rawmfd", (49202, 49203), args.multifd)
+            ways["vmlet-multifd"] = VmletWay(c, d, "mvm")
         time.sleep(8)  # the guests boot before any sample
         for _ in range(args.runs):
             for k, way in ways.items():
@@ -280,8 +292,9 @@ def main():
         for way in ways.values():  # the raw QEMUs are ours, not a vmletd's: a failed
             if isinstance(way, RawWay):  # sample must not leave them running
                 way.close()
-        a.stop()
-        b.stop()
+        for n in (a, b, c, d):
+            if n:
+                n.stop()
         net.close()
         shutil.rmtree(work, ignore_errors=True)
     res = {"runs": args.runs, "multifd": args.multifd,
@@ -300,6 +313,10 @@ def main():
           + " |")
     print(f"vmlet / raw total: {res['ratio']:.2f}x; paused: "
           f"{m['vmlet']['paused_ms'] - m['raw']['paused_ms']:+.0f} ms")
+    if args.multifd:
+        raw_mf = m["raw-multifd"]["total_s"] / m["raw"]["total_s"]
+        vmlet_mf = m["vmlet-multifd"]["total_s"] / m["vmlet"]["total_s"]
+        print(f"multifd / one stream, total: raw {raw_mf:.2f}x, vmlet {vmlet_mf:.2f}x")
 
 if __name__ == "__main__":
     main()
