@@ -44,6 +44,7 @@ typedef struct _VmMigOut {
   guint64 best_remaining;    /* convergence: the least RAM left seen */
   gint64 best_at_us;
   guint downtime_ms, escalations;
+  gint64 throttle_max;       /* auto-converge's highest vCPU throttle seen (percent) */
   gint64 paused_us;          /* when QEMU stopped the vCPUs for the switchover */
   gint64 qemu_downtime_ms, memory_ms; /* QEMU's own measures, once completed */
   gboolean committed;        /* the destination runs the VM */
