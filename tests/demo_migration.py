@@ -9,6 +9,7 @@ on, with no second boot. Then everything is removed.
 main() returns what it saw, for tests/integration/test_demo_migration.py.
 """
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,8 @@ import time
 SOURCE = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(SOURCE / "tests" / "integration"))
 from conftest import vmlet_binary  # noqa: E402
-from peers import Network, Node, Pki  # noqa: E402
+from peers import peer_nodes  # noqa: E402
+from vmrun import uptime  # noqa: E402
 
 T0 = time.monotonic()
 
@@ -70,25 +72,9 @@ class WatchRows:
         self.thread.join(timeout=10)
 
 
-def uptime(tick):
-    return float(tick.split("uptime=")[1])
-
-
-def main(guest_dir):
-    guest_iso = pathlib.Path(guest_dir) / "guest.iso"
-    net = Network()
-    pki = Pki(tempfile.mkdtemp(prefix="vmlet-demo-pki-", dir="/tmp"))
-    a = Node(guest_iso, net, pki, 1)
-    b = Node(guest_iso, net, pki, 2)
-    a.add_peer(b)
-    b.add_peer(a)
-    say(f"hv-1 at {a.address} ({a.root}), hv-2 at {b.address} ({b.root}): vmletd each in its "
-        "own network namespace, peers of each other over mutually authenticated TLS")
-    seen = {}
+def evict(a, b, seen):
     watch = con = None
     try:
-        a.start()
-        b.start()
         # The guide's VM boots from VirtualDisk linux-vm-root: the test guest's image here.
         a.guest_disk("linux-vm-root")
         vmlet(a, "apply", "-f", str(SOURCE / "tests" / "seed" / "linux-vm.yaml"))
@@ -124,10 +110,20 @@ def main(guest_dir):
             watch.close()
         if con:
             con.close()
-        a.stop()
-        b.stop()
-        net.close()
-        subprocess.run(["rm", "-rf", str(pki.root)], check=False)
+
+
+def main(guest_dir):
+    guest_iso = pathlib.Path(guest_dir) / "guest.iso"
+    pki_dir = tempfile.mkdtemp(prefix="vmlet-demo-pki-", dir="/tmp")
+    seen = {}
+    try:
+        with peer_nodes(guest_iso, pki_dir) as (a, b):
+            say(f"hv-1 at {a.address} ({a.root}), hv-2 at {b.address} ({b.root}): vmletd "
+                "each in its own network namespace, peers of each other over mutually "
+                "authenticated TLS")
+            evict(a, b, seen)
+    finally:
+        shutil.rmtree(pki_dir, ignore_errors=True)
     say("done: both nodes stopped and removed, namespaces deleted")
     return seen
 

@@ -1,6 +1,7 @@
 """Several vmletd nodes on one machine, as migration peers: each in a network namespace of
 its own (veth to a bridge in a hub namespace, 10.77.0.0/24), with its own certificates
 (certtool) and peers.d. Nothing is added to the machine's own network namespace."""
+import contextlib
 import json
 import pathlib
 import subprocess
@@ -163,3 +164,25 @@ class Node(Daemon):
         """Runs argv in this node's network namespace."""
         return subprocess.run(["nsenter", f"--net=/run/netns/{self.netns}", *argv],
                               capture_output=True, text=True, **kw)
+
+
+@contextlib.contextmanager
+def peer_nodes(guest_iso, pki_dir, count=2, migration_conf=""):
+    """count nodes hv-1, hv-2, ... on one network, each every other's peer, started; all
+    stopped and the namespaces deleted at the end."""
+    net = Network()
+    pki = Pki(pki_dir)
+    nodes = [Node(guest_iso, net, pki, i + 1, migration_conf=migration_conf)
+             for i in range(count)]
+    for n in nodes:
+        for other in nodes:
+            if other is not n:
+                n.add_peer(other)
+    try:
+        for n in nodes:
+            n.start()
+        yield nodes
+    finally:
+        for n in nodes:
+            n.stop()
+        net.close()

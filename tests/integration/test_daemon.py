@@ -12,7 +12,7 @@ import pytest
 
 from conftest import SOURCE
 from daemon import API, Daemon, Watch, qemu_pids
-from vmrun import Console
+from vmrun import Console, uptime
 from waiting import wait
 
 
@@ -68,10 +68,6 @@ def test_lifecycle_start_stop_restart(daemon):
     assert status == 201
     daemon.wait_new_pid("web", pid2, 60)
     assert len(qemu_pids(daemon.root)) == 1
-
-
-def uptime(tick):
-    return float(tick.split("uptime=")[1])
 
 
 def test_agent_restart_keeps_vms(daemon):

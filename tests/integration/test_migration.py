@@ -19,15 +19,12 @@ import pytest
 
 from daemon import API, Watch, qemu_pids
 from peers import Network, Node, Pki
+from vmrun import uptime
 from waiting import wait
 
 # A slow enough stream that a test can act while the memory is being copied (the test
 # guest dirties ~30 MiB: about 2 s at 16 MiB/s), fast enough for CI.
 SLOW = "bandwidth=16Mi\n"
-
-
-def uptime(tick):
-    return float(tick.split("uptime=")[1])
 
 
 @pytest.fixture(scope="module")

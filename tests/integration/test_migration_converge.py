@@ -14,7 +14,8 @@ dirty: checked by hand), and vmletd does not give up while the throttle can stil
 import pytest
 
 from daemon import qemu_pids
-from peers import Network, Node, Pki
+from peers import peer_nodes
+from vmrun import uptime
 
 DIRTY_MIB = 48
 # AlwaysForced's guest: half that. Throttled to QEMU's 99% under TCG the loop still dirties
@@ -23,27 +24,11 @@ DIRTY_MIB = 48
 FORCED_DIRTY_MIB = 24
 
 
-def uptime(tick):
-    return float(tick.split("uptime=")[1])
-
-
 @pytest.fixture(scope="module")
 def nodes(test_guest, qemu_available, tmp_path_factory):
-    net = Network()
-    pki = Pki(tmp_path_factory.mktemp("pki"))
-    conf = "bandwidth=8Mi\nprogress-timeout=2\n"
-    a = Node(test_guest / "guest.iso", net, pki, 1, migration_conf=conf)
-    b = Node(test_guest / "guest.iso", net, pki, 2, migration_conf=conf)
-    a.add_peer(b)
-    b.add_peer(a)
-    try:
-        a.start()
-        b.start()
-        yield a, b
-    finally:
-        a.stop()
-        b.stop()
-        net.close()
+    with peer_nodes(test_guest / "guest.iso", tmp_path_factory.mktemp("pki"),
+                    migration_conf="bandwidth=8Mi\nprogress-timeout=2\n") as pair:
+        yield pair
 
 
 def test_a_guest_dirtying_faster_than_the_stream_fails_not_converging(nodes):

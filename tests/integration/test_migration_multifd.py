@@ -6,30 +6,15 @@ import time
 
 import pytest
 
-from peers import Network, Node, Pki
-
-
-def uptime(tick):
-    return float(tick.split("uptime=")[1])
+from peers import peer_nodes
+from vmrun import uptime
 
 
 @pytest.fixture(scope="module")
 def nodes(test_guest, qemu_available, tmp_path_factory):
-    net = Network()
-    pki = Pki(tmp_path_factory.mktemp("pki"))
-    conf = "multifd-channels=2\n"
-    a = Node(test_guest / "guest.iso", net, pki, 1, migration_conf=conf)
-    b = Node(test_guest / "guest.iso", net, pki, 2, migration_conf=conf)
-    a.add_peer(b)
-    b.add_peer(a)
-    try:
-        a.start()
-        b.start()
-        yield a, b
-    finally:
-        a.stop()
-        b.stop()
-        net.close()
+    with peer_nodes(test_guest / "guest.iso", tmp_path_factory.mktemp("pki"),
+                    migration_conf="multifd-channels=2\n") as pair:
+        yield pair
 
 
 def test_evict_over_multifd(nodes):

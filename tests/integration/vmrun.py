@@ -118,3 +118,8 @@ def start(argv, log_path, echo=None):
     console = Console(socket_path(argv, "charserial0"), echo=echo)
     qemu.qmp.cmd("cont")
     return qemu, console
+
+
+def uptime(tick):
+    """The guest's uptime in seconds from one of its `VMLET-TICK ... uptime=S` lines."""
+    return float(tick.split("uptime=")[1])
