@@ -50,34 +50,25 @@ static gboolean fail(GError **error, VmletMigError code, const char *fmt, ...)
 /* ---- disks ---- */
 
 /* Where a disk lives on this node: this node's own object for it, else the object the
- * source sent, at this node's default location. */
-static char *place(VmMigIn *m, JsonObject *d, VmBlockKind kind, const char *name,
-                   GError **error)
+ * source sent, its path kept only on proven shared storage (vm_mig_place). The manifest
+ * journaled is the one used: the drop-in written at the commit, and a restarted vmletd,
+ * place the disk where this prepare did. */
+static VmPlanDisk *place(VmMigIn *m, JsonObject *d, VmBlockKind kind, const char *name,
+                         GError **error)
 {
   VmletVm *vm = m->vm;
-  VmletBlockObject *own = vmlet_inventory_block(vm->env->inv, kind, vm->namespace, name);
-  if (!own) {
-    JsonObject *manifest = jv_object_at(d, "manifest");
-    g_autofree char *text = manifest ? json_to_string(json_object_get_member(d, "manifest"),
-                                                      FALSE)
-                                     : NULL;
-    g_autoptr(GPtrArray) objs = text ? vmlet_objects_parse("the source's disk", text,
-                                                           strlen(text), NULL, error)
-                                     : NULL;
-    VmletObject *o = objs && objs->len == 1 ? objs->pdata[0] : NULL;
-    if (!o || (o->kind != VMLET_KIND_VIRTUAL_DISK && o->kind != VMLET_KIND_VIRTUAL_IMAGE &&
-               o->kind != VMLET_KIND_CLUSTER_VIRTUAL_IMAGE)) {
-      if (error && !*error)
-        fail(error, VMLET_MIG_ERROR_INVALID, "disk %s: no usable manifest", name);
-      return NULL;
-    }
-    vmlet_inventory_add(vm->env->inv, o);
-    json_array_add_element(json_node_get_array(m->journal->manifests),
-                           json_node_copy(json_object_get_member(d, "manifest")));
-    own = o->block;
-  }
-  g_autoptr(VmPlanDisk) pd = vm_plan_attachment_disk(vm->env->node, own, NULL);
-  return g_strdup(pd->path);
+  g_autoptr(JsonNode) keep = NULL;
+  g_autofree char *note = NULL;
+  g_autoptr(VmletBlockObject) obj = vm_mig_place(
+      vm->env->inv, kind, vm->namespace, name, json_object_get_member(d, "manifest"),
+      m->journal->id, m->marker_token, &keep, &note, error);
+  if (!obj)
+    return NULL;
+  if (note)
+    vm_note(vm, LOG_WARNING, "migration %s from %s: %s", m->journal->id, m->source, note);
+  if (keep)
+    json_array_add_element(json_node_get_array(m->journal->manifests), g_steal_pointer(&keep));
+  return vm_plan_attachment_disk(vm->env->node, obj, NULL);
 }
 
 /* The directories from the node's disk directory (from its state directory when the disks
@@ -151,9 +142,14 @@ static gboolean take_disk(VmMigIn *m, JsonObject *d, GError **error)
     (*error)->code = VMLET_MIG_ERROR_INVALID;
     return FALSE;
   }
-  g_autofree char *path = place(m, d, (VmBlockKind)kind, name, error);
-  if (!path)
+  g_autoptr(VmPlanDisk) pd = place(m, d, (VmBlockKind)kind, name, error);
+  if (!pd)
     return FALSE;
+  /* The image is made, and compared, as QEMU will open it here. */
+  if (pd->format != (VmletImageFormat)format)
+    return fail(error, VMLET_MIG_ERROR_DISK, "%s \"%s\": the source has it as %s, this node "
+                "as %s", kinds[kind], name, formats[format], vmlet_image_format_name(pd->format));
+  const char *path = pd->path;
   VmMigDisk *md = g_new0(VmMigDisk, 1);
   md->kind = (VmBlockKind)kind;
   md->name = g_strdup(name);
