@@ -13,7 +13,6 @@
 
 #include "jsonval.h"
 #include "mig-error.h"
-#include "objects.h"
 #include "qemu-access.h"
 #include "vmlet-error.h"
 
