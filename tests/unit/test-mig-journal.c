@@ -45,7 +45,8 @@ static void test_round_trip(void)
   g_assert_cmpuint(all->len, ==, 1);
   /* Outcomes are pruned once old, steps under way never. */
   vmlet_mig_journal_prune(dir, G_MAXINT64);
-  g_assert_nonnull(vmlet_mig_journal_find(dir, ID, NULL) ? (gpointer)1 : NULL);
+  g_autoptr(VmletMigJournal) kept = vmlet_mig_journal_find(dir, ID, NULL);
+  g_assert_nonnull(kept);
   g_assert_true(vmlet_mig_journal_step(back, dir, VMLET_MIG_ABORTED, NULL));
   vmlet_mig_journal_prune(dir, G_MAXINT64);
   g_autoptr(GPtrArray) none = vmlet_mig_journal_list(dir);
