@@ -59,12 +59,11 @@ gboolean vm_mig_marker_matches(const char *disk_path, const char *id, const char
 
 /* The object a disk announced by the source (kind, name in namespace ns, the source's
  * manifest) is on this node (vm-migrate-place.c): this node's own, or the manifest's (added
- * to inv), with
- * its spec.local.path only when that directory holds the source's marker (id, token) and
- * the disk is a written one; else without it, at this node's default location (*note then
- * says so). *keep: the manifest as used, to journal and later write as the drop-in (NULL
- * for this node's own object). NULL (VMLET_MIG_ERROR_INVALID) when the manifest is not one
- * object of that kind, name and namespace. */
+ * to inv) with its spec.local.path only when the disk is a written one and that directory
+ * holds the source's marker (id, token); else without it, at this node's default location
+ * (*note then says so). *keep: the manifest as used, to journal and later write as the
+ * drop-in (NULL for this node's own object). NULL (VMLET_MIG_ERROR_INVALID) when the
+ * manifest is not one object of that kind, name and namespace. */
 VmletBlockObject *vm_mig_place(VmletInventory *inv, VmBlockKind kind, const char *ns,
                                const char *name, JsonNode *manifest, const char *id,
                                const char *token, JsonNode **keep, char **note,
