@@ -210,9 +210,20 @@ static gboolean carried(JsonObject *files, const char *key, GBytes **out, GError
 }
 
 /* The record of a VM that keeps its history: restarts, the spec its QEMU started from (so
- * restartAwaitingChanges stays what it was), the machine type it runs. */
-static void take_record(VmletVm *vm, JsonObject *r)
+ * restartAwaitingChanges stays what it was), the machine type it runs. The machine type
+ * reaches QEMU's -machine argument: only a type vmlet runs is taken, since a peer's
+ * "pc-q35-7.2,kernel=/some/file" would have this node's QEMU read a file it chose. */
+static gboolean take_record(VmletVm *vm, JsonObject *r, GError **error)
 {
+  JsonObject *machine = jv_object_at(r, "machine");
+  const char *alias = jv_string_at(machine, "alias"), *resolved = jv_string_at(machine, "resolved");
+  /* The source sends an empty alias for a record without one. */
+  if (machine && (!alias || !resolved || (*alias && !vm_class_machine_valid(alias)) ||
+                  !vm_class_machine_valid(resolved))) {
+    g_autofree char *q = vmlet_quote_for_message(resolved ? resolved : "");
+    return fail(error, VMLET_MIG_ERROR_INVALID,
+                "record.machine: expected \"q35\" or a versioned \"pc-q35-X.Y\", found %s", q);
+  }
   JsonNode *started = r ? json_object_get_member(r, "startedSpec") : NULL;
   if (started && JSON_NODE_HOLDS_OBJECT(started)) {
     g_clear_pointer(&vm->rec->started_spec, json_node_unref);
@@ -221,9 +232,7 @@ static void take_record(VmletVm *vm, JsonObject *r)
   const char *digest = jv_string_at(r, "provisioningDigest");
   if (digest && strlen(digest) <= 64)
     vm_set_str(&vm->rec->provisioning_digest, digest);
-  JsonObject *machine = jv_object_at(r, "machine");
-  const char *alias = jv_string_at(machine, "alias"), *resolved = jv_string_at(machine, "resolved");
-  if (alias && resolved && strlen(alias) <= 64 && strlen(resolved) <= 64) {
+  if (machine) {
     vm_set_str(&vm->rec->machine_alias, alias);
     vm_set_str(&vm->rec->machine, resolved);
   }
@@ -232,6 +241,7 @@ static void take_record(VmletVm *vm, JsonObject *r)
   gint64 created = jv_int_at(r, "createdUs", 0);
   if (created > 0)
     vm->rec->created_us = created;
+  return TRUE;
 }
 
 static gboolean check_request(VmMigIn *m, JsonObject *req, GError **error)
@@ -263,6 +273,8 @@ static gboolean check_request(VmMigIn *m, JsonObject *req, GError **error)
   if (!disks || json_array_get_length(disks) > VM_MAX_BLOCK_DEVICES)
     return fail(error, VMLET_MIG_ERROR_INVALID, "disks: expected a list of at most %d",
                 VM_MAX_BLOCK_DEVICES);
+  if (!take_record(vm, r, error))
+    return FALSE;
   /* Journaled before any image is made, so a restart knows what to remove. */
   for (guint i = 0; i < json_array_get_length(disks); i++) {
     JsonObject *d = json_array_get_object_element(disks, i);
@@ -272,7 +284,6 @@ static gboolean check_request(VmMigIn *m, JsonObject *req, GError **error)
         !take_disk(m, d, error))
       return FALSE;
   }
-  take_record(vm, r);
   return vmlet_mig_journal_save(m->journal, vm->env->node->state_dir, error);
 }
 

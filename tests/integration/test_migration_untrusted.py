@@ -120,3 +120,21 @@ def test_a_manifest_for_another_object_is_refused(nodes, tmp_path):  # noqa: F81
         assert b.vm("evil2") is None
     assert not (b.etc / "disks.d" / "someone-elses.json").exists()
     assert not b.disk_path("someone-elses").exists()
+
+
+def test_a_peers_machine_type_cannot_add_qemu_options(nodes, tmp_path):  # noqa: F811
+    """The record's machine type goes into the incoming QEMU's -machine argument: one
+    carrying properties (",kernel=FILE" would have QEMU read a file the peer chose and
+    hand it to the guest through fw_cfg) is refused before anything is made."""
+    a, b, _, _ = nodes
+    disk = {"kind": "VirtualDisk", "name": "evil3-root", "format": "qcow2", "readOnly": False,
+            "virtualSize": 1 << 20,
+            "manifest": {"apiVersion": API_GROUP, "kind": "VirtualDisk",
+                         "metadata": {"name": "evil3-root"}}}
+    req = prepare("evil3", [disk], [{"kind": "VirtualDisk", "name": "evil3-root"}])
+    req["record"] = {"machine": {"alias": "q35",
+                                 "resolved": "pc-q35-7.2,kernel=/etc/hostname"}}
+    status, answer = peer_post(a, b, "/peer/v1/migrations", req, tmp_path)
+    assert status == 422 and "record.machine" in answer["message"], answer
+    assert b.vm("evil3") is None
+    assert not b.disk_path("evil3-root").exists()
