@@ -60,6 +60,12 @@ static void run_step(VmMigOut *m)
   if (j->step != steps[m->step].journal &&
       !vmlet_mig_journal_step(j, m->vm->env->node->state_dir, steps[m->step].journal,
                               &error)) {
+    /* The step was not entered: the failure is handled by what the journal says. Else a
+     * Committing that could not be written would count as a commit sent (retried, with a
+     * restart then resuming here), and a Committed one would retry the commit and step
+     * past the table's end. */
+    if (m->step > MIG_STEP_CHOOSE)
+      m->step--;
     mig_out_fail(m, "MigrationJournalError", error->message);
     return;
   }
