@@ -311,19 +311,21 @@ void mig_in_prepare(VmletVm *vm, JsonObject *req, const char *source, const char
   mig_state_begin(vm, source, vm->env->node->name);
   vmlet_migrations_register(vm->env->migrations, m->journal->id, G_OBJECT(vm));
   g_autoptr(GError) error = NULL;
+  /* A refusal is answered here, not by the abort; and the abort of a job without QEMU
+   * frees m, so m->prepare is let go before it, never after. */
   if (!check_request(m, req, &error)) {
+    g_clear_object(&m->prepare);
     mig_in_abort(m, error->message);
     g_task_return_error(task, g_steal_pointer(&error));
-    g_clear_object(&m->prepare);
     return;
   }
   vm_start(vm, VM_START_INCOMING);
   if (!vm->qemu) {
     g_autofree char *why = g_strdup(vm->problem ? vm->problem : "QEMU did not start");
+    g_clear_object(&m->prepare);
     mig_in_abort(m, why);
     g_task_return_new_error(task, VMLET_MIG_ERROR, VMLET_MIG_ERROR_UNSCHEDULABLE,
                             "starting the incoming QEMU: %s", why);
-    g_clear_object(&m->prepare);
     return;
   }
   vm_set_phase(vm, VM_PHASE_MIGRATING);

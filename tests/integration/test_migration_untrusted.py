@@ -29,7 +29,8 @@ def peer_post(node, target, path, body, tmp_path):
         "--resolve", f"{target.name}:7443:{target.address}",
         "-H", "Content-Type: application/json", "--data-binary", f"@{req}",
         f"https://{target.name}:7443{path}")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 0, \
+        f"{r.stderr}\n{target.name}'s log, last 3000 characters:\n{target.log.read_text()[-3000:]}"
     text = out.read_text() if out.exists() else ""
     return int(r.stdout), json.loads(text) if text.strip() else None
 
