@@ -9,6 +9,21 @@ from daemon import qemu_pids
 from test_migration import gone_from, nodes, running_on, uptime  # noqa: F401 (a fixture)
 
 
+def kill_source_qemu_at_commit(a, b, name, vm):
+    """Migrates name from a to b, freezes b's vmletd once the copy runs (so the commit
+    gets no answer), waits for the source at Committing, then kills its QEMU (vm: its
+    status before) and waits until the source has seen the exit. The caller thaws or
+    kills b, whatever happens."""
+    op = a.migrate(name)
+    a.wait_progress(op, 10)
+    b.proc.send_signal(signal.SIGSTOP)
+    a.wait_for(lambda: a.journals(), 60, "the source at Committing",
+               until=lambda js: any(j["step"] == "Committing" for j in js.values()))
+    subprocess.run(["kill", "-9", str(vm["status"]["pid"])], check=True)
+    a.wait_for(lambda: a.vm(name), 10, "the source saw its QEMU exit",
+               until=lambda v: v and not v["status"].get("pid"))
+
+
 def test_source_qemu_killed_after_the_commit_was_sent(nodes):  # noqa: F811
     """hv-2's vmletd is frozen as the source commits, so the commit waits for an answer;
     meanwhile the source's QEMU is killed. The source must neither tell hv-2 to abort nor
@@ -21,15 +36,8 @@ def test_source_qemu_killed_after_the_commit_was_sent(nodes):  # noqa: F811
     con = a.console("keeper")
     before = uptime(con.wait_for("VMLET-TICK", 60))
     con.close()
-    op = a.migrate("keeper")
-    a.wait_progress(op, 10)
-    b.proc.send_signal(signal.SIGSTOP)
     try:
-        a.wait_for(lambda: a.journals(), 60, "the source at Committing",
-                   until=lambda js: any(j["step"] == "Committing" for j in js.values()))
-        subprocess.run(["kill", "-9", str(vm["status"]["pid"])], check=True)
-        a.wait_for(lambda: a.vm("keeper"), 10, "the source saw its QEMU exit",
-                   until=lambda v: v and not v["status"].get("pid"))
+        kill_source_qemu_at_commit(a, b, "keeper", vm)
         time.sleep(4)  # past the 1 s crash backoff: nothing may start the VM here
         now = a.vm("keeper")
         assert now["status"]["phase"] == "Migrating", now["status"]
@@ -55,15 +63,8 @@ def test_source_qemu_killed_then_the_destination_gives_up(nodes):  # noqa: F811
     a.guest_disk("lonely-root")
     a.write_vm("lonely")
     vm = running_on(a, "lonely")
-    op = a.migrate("lonely")
-    a.wait_progress(op, 10)
-    b.proc.send_signal(signal.SIGSTOP)
     try:
-        a.wait_for(lambda: a.journals(), 60, "the source at Committing",
-                   until=lambda js: any(j["step"] == "Committing" for j in js.values()))
-        subprocess.run(["kill", "-9", str(vm["status"]["pid"])], check=True)
-        a.wait_for(lambda: a.vm("lonely"), 10, "the source saw its QEMU exit",
-                   until=lambda v: v and not v["status"].get("pid"))
+        kill_source_qemu_at_commit(a, b, "lonely", vm)
         time.sleep(3)
         assert a.vm("lonely")["status"]["phase"] == "Migrating"
     finally:
