@@ -13,7 +13,6 @@
 
 #include "jsonval.h"
 #include "mig-error.h"
-#include "objects.h"
 #include "qemu-access.h"
 #include "vmlet-error.h"
 
@@ -52,34 +51,25 @@ static gboolean fail(GError **error, VmletMigError code, const char *fmt, ...)
 /* ---- disks ---- */
 
 /* Where a disk lives on this node: this node's own object for it, else the object the
- * source sent, at this node's default location. */
-static char *place(VmMigIn *m, JsonObject *d, VmBlockKind kind, const char *name,
-                   GError **error)
+ * source sent, its path kept only on proven shared storage (vm_mig_place). The manifest
+ * journaled is the one used: the drop-in written at the commit, and a restarted vmletd,
+ * place the disk where this prepare did. */
+static VmPlanDisk *place(VmMigIn *m, JsonObject *d, VmBlockKind kind, const char *name,
+                         GError **error)
 {
   VmletVm *vm = m->vm;
-  VmletBlockObject *own = vmlet_inventory_block(vm->env->inv, kind, vm->namespace, name);
-  if (!own) {
-    JsonObject *manifest = jv_object_at(d, "manifest");
-    g_autofree char *text = manifest ? json_to_string(json_object_get_member(d, "manifest"),
-                                                      FALSE)
-                                     : NULL;
-    g_autoptr(GPtrArray) objs = text ? vmlet_objects_parse("the source's disk", text,
-                                                           strlen(text), NULL, error)
-                                     : NULL;
-    VmletObject *o = objs && objs->len == 1 ? objs->pdata[0] : NULL;
-    if (!o || (o->kind != VMLET_KIND_VIRTUAL_DISK && o->kind != VMLET_KIND_VIRTUAL_IMAGE &&
-               o->kind != VMLET_KIND_CLUSTER_VIRTUAL_IMAGE)) {
-      if (error && !*error)
-        fail(error, VMLET_MIG_ERROR_INVALID, "disk %s: no usable manifest", name);
-      return NULL;
-    }
-    vmlet_inventory_add(vm->env->inv, o);
-    json_array_add_element(json_node_get_array(m->journal->manifests),
-                           json_node_copy(json_object_get_member(d, "manifest")));
-    own = o->block;
-  }
-  g_autoptr(VmPlanDisk) pd = vm_plan_attachment_disk(vm->env->node, own, NULL);
-  return g_strdup(pd->path);
+  g_autoptr(JsonNode) keep = NULL;
+  g_autofree char *note = NULL;
+  g_autoptr(VmletBlockObject) obj = vm_mig_place(
+      vm->env->inv, kind, vm->namespace, name, json_object_get_member(d, "manifest"),
+      m->journal->id, m->marker_token, &keep, &note, error);
+  if (!obj)
+    return NULL;
+  if (note)
+    vm_note(vm, LOG_WARNING, "migration %s from %s: %s", m->journal->id, m->source, note);
+  if (keep)
+    json_array_add_element(json_node_get_array(m->journal->manifests), g_steal_pointer(&keep));
+  return vm_plan_attachment_disk(vm->env->node, obj, NULL);
 }
 
 /* The directories from the node's disk directory (from its state directory when the disks
@@ -153,9 +143,14 @@ static gboolean take_disk(VmMigIn *m, JsonObject *d, GError **error)
     (*error)->code = VMLET_MIG_ERROR_INVALID;
     return FALSE;
   }
-  g_autofree char *path = place(m, d, (VmBlockKind)kind, name, error);
-  if (!path)
+  g_autoptr(VmPlanDisk) pd = place(m, d, (VmBlockKind)kind, name, error);
+  if (!pd)
     return FALSE;
+  /* The image is made, and compared, as QEMU will open it here. */
+  if (pd->format != (VmletImageFormat)format)
+    return fail(error, VMLET_MIG_ERROR_DISK, "%s \"%s\": the source has it as %s, this node "
+                "as %s", kinds[kind], name, formats[format], vmlet_image_format_name(pd->format));
+  const char *path = pd->path;
   VmMigDisk *md = g_new0(VmMigDisk, 1);
   md->kind = (VmBlockKind)kind;
   md->name = g_strdup(name);
@@ -217,9 +212,20 @@ static gboolean carried(JsonObject *files, const char *key, GBytes **out, GError
 }
 
 /* The record of a VM that keeps its history: restarts, the spec its QEMU started from (so
- * restartAwaitingChanges stays what it was), the machine type it runs. */
-static void take_record(VmletVm *vm, JsonObject *r)
+ * restartAwaitingChanges stays what it was), the machine type it runs. The machine type
+ * reaches QEMU's -machine argument: only a type vmlet runs is taken, since a peer's
+ * "pc-q35-7.2,kernel=/some/file" would have this node's QEMU read a file it chose. */
+static gboolean take_record(VmletVm *vm, JsonObject *r, GError **error)
 {
+  JsonObject *machine = jv_object_at(r, "machine");
+  const char *alias = jv_string_at(machine, "alias"), *resolved = jv_string_at(machine, "resolved");
+  /* The source sends an empty alias for a record without one. */
+  if (machine && (!alias || !resolved || (*alias && !vm_class_machine_valid(alias)) ||
+                  !vm_class_machine_valid(resolved))) {
+    g_autofree char *q = vmlet_quote_for_message(resolved ? resolved : "");
+    return fail(error, VMLET_MIG_ERROR_INVALID,
+                "record.machine: expected \"q35\" or a versioned \"pc-q35-X.Y\", found %s", q);
+  }
   JsonNode *started = r ? json_object_get_member(r, "startedSpec") : NULL;
   if (started && JSON_NODE_HOLDS_OBJECT(started)) {
     g_clear_pointer(&vm->rec->started_spec, json_node_unref);
@@ -228,9 +234,7 @@ static void take_record(VmletVm *vm, JsonObject *r)
   const char *digest = jv_string_at(r, "provisioningDigest");
   if (digest && strlen(digest) <= 64)
     vm_set_str(&vm->rec->provisioning_digest, digest);
-  JsonObject *machine = jv_object_at(r, "machine");
-  const char *alias = jv_string_at(machine, "alias"), *resolved = jv_string_at(machine, "resolved");
-  if (alias && resolved && strlen(alias) <= 64 && strlen(resolved) <= 64) {
+  if (machine) {
     vm_set_str(&vm->rec->machine_alias, alias);
     vm_set_str(&vm->rec->machine, resolved);
   }
@@ -239,6 +243,7 @@ static void take_record(VmletVm *vm, JsonObject *r)
   gint64 created = jv_int_at(r, "createdUs", 0);
   if (created > 0)
     vm->rec->created_us = created;
+  return TRUE;
 }
 
 static gboolean check_request(VmMigIn *m, JsonObject *req, GError **error)
@@ -270,6 +275,8 @@ static gboolean check_request(VmMigIn *m, JsonObject *req, GError **error)
   if (!disks || json_array_get_length(disks) > VM_MAX_BLOCK_DEVICES)
     return fail(error, VMLET_MIG_ERROR_INVALID, "disks: expected a list of at most %d",
                 VM_MAX_BLOCK_DEVICES);
+  if (!take_record(vm, r, error))
+    return FALSE;
   /* Journaled before any image is made, so a restart knows what to remove. */
   for (guint i = 0; i < json_array_get_length(disks); i++) {
     JsonObject *d = json_array_get_object_element(disks, i);
@@ -279,7 +286,6 @@ static gboolean check_request(VmMigIn *m, JsonObject *req, GError **error)
         !take_disk(m, d, error))
       return FALSE;
   }
-  take_record(vm, r);
   return vmlet_mig_journal_save(m->journal, vm->env->node->state_dir, error);
 }
 
@@ -308,19 +314,21 @@ void mig_in_prepare(VmletVm *vm, JsonObject *req, const char *source, const char
   mig_state_begin(vm, source, vm->env->node->name);
   vmlet_migrations_register(vm->env->migrations, m->journal->id, G_OBJECT(vm));
   g_autoptr(GError) error = NULL;
+  /* A refusal is answered here, not by the abort; and the abort of a job without QEMU
+   * frees m, so m->prepare is let go before it, never after. */
   if (!check_request(m, req, &error)) {
+    g_clear_object(&m->prepare);
     mig_in_abort(m, error->message);
     g_task_return_error(task, g_steal_pointer(&error));
-    g_clear_object(&m->prepare);
     return;
   }
   vm_start(vm, VM_START_INCOMING);
   if (!vm->qemu) {
     g_autofree char *why = g_strdup(vm->problem ? vm->problem : "QEMU did not start");
+    g_clear_object(&m->prepare);
     mig_in_abort(m, why);
     g_task_return_new_error(task, VMLET_MIG_ERROR, VMLET_MIG_ERROR_UNSCHEDULABLE,
                             "starting the incoming QEMU: %s", why);
-    g_clear_object(&m->prepare);
     return;
   }
   vm_set_phase(vm, VM_PHASE_MIGRATING);

@@ -60,6 +60,12 @@ static void run_step(VmMigOut *m)
   if (j->step != steps[m->step].journal &&
       !vmlet_mig_journal_step(j, m->vm->env->node->state_dir, steps[m->step].journal,
                               &error)) {
+    /* The step was not entered: the failure is handled by what the journal says. Else a
+     * Committing that could not be written would count as a commit sent (retried, with a
+     * restart then resuming here), and a Committed one would retry the commit and step
+     * past the table's end. */
+    if (m->step > MIG_STEP_CHOOSE)
+      m->step--;
     mig_out_fail(m, "MigrationJournalError", error->message);
     return;
   }
@@ -249,10 +255,17 @@ static void resumed(VmMigOut *m, const char *reason, const char *message)
   mig_state_end(vm, "Failed", why);
   vm->mig_out = NULL;
   vm_set_job(vm, VM_JOB_NONE, VM_STOP_USER, FALSE);
-  /* Without a QEMU (it died while vmletd was away) the VM is stopped here, and its run
-   * policy decides, as after any crash. */
+  /* Without a QEMU (it died while vmletd was away, or after the commit was sent) the VM
+   * is stopped here, and its run policy decides, as after any crash: no copy runs
+   * anywhere now, and none may be left so by mistake. */
   vm_set_phase(vm, vm->qemu ? VM_PHASE_RUNNING : VM_PHASE_STOPPED);
   mig_out_free(m);
+  if (!vm->qemu) {
+    /* The dead QEMU's plan (the job's disks pointed into it until now). */
+    g_clear_pointer(&vm->plan, vm_plan_unref);
+    vm_set_str(&vm->last_exit, why);
+    vm_schedule_restart(vm);
+  }
   vm_after_migration(vm);
 }
 
@@ -356,6 +369,23 @@ gboolean vm_migrate_out_exited(VmletVm *vm)
     mig_out_free(m);
     vm_set_job(vm, VM_JOB_NONE, VM_STOP_USER, FALSE);
     vm_forget_migrated(vm, target);
+    return TRUE;
+  }
+  if (m->step >= MIG_STEP_COMMIT && !m->gave_up && !m->failing) {
+    /* The commit was sent (journaled Committing): the destination may already run the
+     * guest, so this exit decides nothing. Telling it to abort and letting the run policy
+     * start the VM here could make two running copies; the job stays and waits for the
+     * commit's answer, as a restarted vmletd at Committing without its QEMU does: 200
+     * hands over, "Aborted" leaves the VM stopped here for its run policy. */
+    vm->rec->proc.pid = 0;
+    vm->rec->proc.start_time = 0;
+    g_autofree char *why = g_strdup_printf("the source's QEMU exited after the commit was "
+                                           "sent; waiting for %s's answer to decide",
+                                           m->journal->peer);
+    vm_note(vm, LOG_WARNING, "migration %s: %s", m->journal->id, why);
+    vm_set_str(&vm->last_exit, why);
+    vm_save(vm);
+    vm_changed(vm);
     return TRUE;
   }
   /* A crash before the commit: the destination must not resume; the run policy decides

@@ -57,6 +57,18 @@ gboolean vm_mig_disk_probe(const char *path, VmletImageFormat format, guint64 *s
 char *vm_mig_marker_path(const char *disk_path, const char *id);
 gboolean vm_mig_marker_matches(const char *disk_path, const char *id, const char *token);
 
+/* The object a disk announced by the source (kind, name in namespace ns, the source's
+ * manifest) is on this node (vm-migrate-place.c): this node's own, or the manifest's (added
+ * to inv) with its spec.local.path only when the disk is a written one and that directory
+ * holds the source's marker (id, token); else without it, at this node's default location
+ * (*note then says so). *keep: the manifest as used, to journal and later write as the
+ * drop-in (NULL for this node's own object). NULL (VMLET_MIG_ERROR_INVALID) when the
+ * manifest is not one object of that kind, name and namespace. */
+VmletBlockObject *vm_mig_place(VmletInventory *inv, VmBlockKind kind, const char *ns,
+                               const char *name, JsonNode *manifest, const char *id,
+                               const char *token, JsonNode **keep, char **note,
+                               GError **error);
+
 /* The VirtualMachine as a drop-in document (metadata, spec with defaults). */
 JsonNode *vm_manifest(VmletVm *vm);
 

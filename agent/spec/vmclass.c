@@ -41,6 +41,12 @@ static gboolean is_cpu_token(const char *s)
   return TRUE;
 }
 
+gboolean vm_class_machine_valid(const char *machine)
+{
+  return g_str_equal(machine, "q35") ||
+         (g_str_has_prefix(machine, "pc-q35-") && is_cpu_token(machine));
+}
+
 static gboolean get_quantity(VmletDiag *d, JsonObject *o, const char *p, const char *member,
                              guint64 *out)
 {
@@ -175,8 +181,7 @@ VmClass *vm_class_parse(JsonObject *root, VmletDiag *d)
     jv_get_string(d, qemu, "spec.qemu", "machine", JV_OPTIONAL, 64, &machine);
     jv_get_string(d, qemu, "spec.qemu", "tcgCpuModel", JV_OPTIONAL, 64, &tcg_model);
     /* Only q35 machines: root ports, AHCI and ACPI hotplug are what the argv relies on. */
-    if (!g_str_equal(machine, "q35") &&
-        !(g_str_has_prefix(machine, "pc-q35-") && is_cpu_token(machine)))
+    if (!vm_class_machine_valid(machine))
       vmlet_diag_error(d, "spec.qemu.machine",
                        "expected \"q35\" or a versioned \"pc-q35-X.Y\", found \"%s\"", machine);
     if (!is_cpu_token(tcg_model))

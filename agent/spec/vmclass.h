@@ -42,6 +42,9 @@ typedef struct {
 } VmClass;
 
 VmClass *vm_class_parse(JsonObject *root, VmletDiag *d);
+/* A machine type vmlet runs: "q35" or a versioned "pc-q35-X.Y" (nothing that could add
+ * properties to -machine, such as ",kernel=PATH"). */
+gboolean vm_class_machine_valid(const char *machine);
 VmClass *vm_class_ref(VmClass *klass);
 void vm_class_unref(VmClass *klass);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmClass, vm_class_unref)
