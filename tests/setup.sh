@@ -13,8 +13,9 @@ packages=(
   # tests: QEMU, disk and ISO tools, the test guest, pytest for integration tests
   qemu-system-x86 qemu-utils ovmf xorriso genisoimage python3-pytest util-linux procps
   busybox-static isolinux syslinux-common cpio
-  # certificates for migration tests (certtool), network namespaces for peers
-  gnutls-bin iproute2
+  # certificates for migration tests (certtool), network namespaces for peers, curl as a
+  # peer (the peer API called with a node's client certificate, or with none)
+  gnutls-bin iproute2 curl
   # a private D-Bus and the stand-in systemd1 for the systemd backend's contract test
   dbus-daemon python3-dbus python3-gi
   # fuzzing (libFuzzer) and sanitizers
