@@ -317,6 +317,16 @@ void vm_migrate_out_cancel(VmletVm *vm, const char *reason)
     mig_out_fail(vm->mig_out, "Aborted", reason);
 }
 
+gboolean vmlet_vm_cancel_migration_before_switchover(VmletVm *vm, const char *reason)
+{
+  VmMigOut *m = vm->mig_out;
+  /* A rebuilt job is recovery's: it settles with the peer, never by a cancel. */
+  if (!m || m->recovered || m->ended || m->failing || m->step >= MIG_STEP_SWITCHOVER)
+    return FALSE;
+  mig_out_fail(m, "Aborted", reason);
+  return TRUE;
+}
+
 /* The disks copied to the destination are stale here from the commit on: renamed
  * NAME.qcow2.migrated-to-NODE (nothing is deleted), and the VirtualDisks' drop-ins with
  * them, so that a migration back copies the disk afresh instead of finding an old one. */

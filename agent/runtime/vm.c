@@ -149,6 +149,16 @@ gboolean vm_deleting(VmletVm *vm)
   return vm->phase == VM_PHASE_TERMINATING;
 }
 
+gboolean vmlet_vm_runs_here(VmletVm *vm)
+{
+  return vm->qemu && !vm->moved_to && vm->job.kind != VM_JOB_MIGRATE_IN;
+}
+
+gboolean vmlet_vm_is_migrating_out(VmletVm *vm)
+{
+  return vm->mig_out != NULL;
+}
+
 gboolean vm_want_running(VmletVm *vm)
 {
   if (vm_deleting(vm) || !vm->spec || vm->held || vm->job.kind == VM_JOB_MIGRATE_IN)
@@ -321,7 +331,9 @@ void vmlet_vm_reconcile(VmletVm *vm)
   switch (vm->phase) {
   case VM_PHASE_PENDING:
   case VM_PHASE_STOPPED:
-    if (want && !vm_qemu_alive(vm))
+    if (want && !vm_qemu_alive(vm) && vm->env->cordoned)
+      vm_set_phase(vm, VM_PHASE_PENDING); /* NodeCordoned (vm-status.c) */
+    else if (want && !vm_qemu_alive(vm))
       vm_start(vm, VM_START_NORMAL);
     else if (!vm->spec && vm->phase != VM_PHASE_PENDING)
       vm_set_phase(vm, VM_PHASE_PENDING);
@@ -332,7 +344,9 @@ void vmlet_vm_reconcile(VmletVm *vm)
     vm_apply_core_fraction(vm);
     if (!want && vm->spec) {
       g_free(vm_request(vm, VM_REQ_STOP, FALSE));
-    } else if (vm->spec && vm->spec->restart_approval == VM_RESTART_APPROVAL_AUTOMATIC) {
+    } else if (vm->spec && vm->spec->restart_approval == VM_RESTART_APPROVAL_AUTOMATIC &&
+               !vm->env->cordoned) {
+      /* Not while cordoned: the VM could not start again. */
       /* restartApprovalMode Automatic: apply pending changes with a graceful restart. */
       g_autoptr(JsonArray) changes = vm_pending_changes(vm);
       if (json_array_get_length(changes) > 0)
