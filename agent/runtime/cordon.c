@@ -223,6 +223,13 @@ gboolean vmlet_cordon_save(const VmletCordon *c, const char *state_dir, GError *
   g_autoptr(JsonNode) root = json_builder_get_root(b);
   g_autofree char *text = json_to_string(root, TRUE);
   g_autofree char *path = vmlet_cordon_path(state_dir);
+  /* A node cordoned before it ever ran a VM may have no state directory yet; made as the
+   * VM records' directory below it is (vmrecord.c). */
+  if (g_mkdir_with_parents(state_dir, 0700) < 0) {
+    int e = errno;
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: %s", state_dir, g_strerror(e));
+    return FALSE;
+  }
   return vmlet_write_file_atomic(path, text, strlen(text), 0600, error);
 }
 

@@ -39,6 +39,7 @@ typedef struct {
   char *target;    /* the node it moved to */
   char *reason;    /* why Unplaceable, or the last failed try's reason */
   guint attempts;  /* Evicts tried that failed for a reason worth another try */
+  gint64 not_before_us; /* monotonic: a busy retry waits until then (not persisted) */
 } CordonVm;
 
 typedef struct {

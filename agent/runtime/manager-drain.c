@@ -19,6 +19,10 @@
 #include "migrations.h"
 
 #define DRAIN_TICK_MS 500
+/* A VM whose Evict found every fitting peer at its inbound limit (or this node at its
+ * outbound one) waits this long before the next try: one failed operation per VM every
+ * 2 s, not every tick. */
+#define BUSY_RETRY_US (2 * G_USEC_PER_SEC)
 
 static void drain_note(VmletManager *mgr, CordonVm *v, int priority, const char *fmt, ...)
     G_GNUC_PRINTF(4, 5);
@@ -64,10 +68,10 @@ static gboolean move(VmletManager *mgr, CordonVm *v, CordonVmState to, const cha
     g_critical("%s", error->message);
     return FALSE;
   }
-  if (reason)
-    set_str(&v->reason, reason);
+  set_str(&v->reason, reason);
+  const char *detail = reason ? reason : to == CORDON_VM_MOVED ? v->target : NULL;
   drain_note(mgr, v, to == CORDON_VM_UNPLACEABLE ? LOG_WARNING : LOG_INFO, "%s%s%s",
-             vmlet_cordon_vm_state_name(to), reason ? ": " : "", reason ? reason : "");
+             vmlet_cordon_vm_state_name(to), detail ? ": " : "", detail ? detail : "");
   return TRUE;
 }
 
@@ -112,7 +116,7 @@ static gboolean step_evicting(VmletManager *mgr, CordonVm *v, VmletVm *vm, Tick 
   g_autoptr(JsonNode) keep = NULL;
   if (!vm) {
     set_str(&v->target, target_of(mgr, v, &keep));
-    return move(mgr, v, CORDON_VM_MOVED, v->target);
+    return move(mgr, v, CORDON_VM_MOVED, NULL);
   }
   gboolean ended = FALSE, ok = FALSE;
   gint progress = -1;
@@ -131,6 +135,7 @@ static gboolean step_evicting(VmletManager *mgr, CordonVm *v, VmletVm *vm, Tick 
     return FALSE;
   switch (vmlet_cordon_classify(reason)) {
   case CORDON_RETRY_BUSY:
+    v->not_before_us = g_get_monotonic_time() + BUSY_RETRY_US;
     return move(mgr, v, CORDON_VM_PENDING, reason);
   case CORDON_RETRY:
     if (++v->attempts < VMLET_CORDON_MAX_ATTEMPTS)
@@ -144,7 +149,8 @@ static gboolean step_evicting(VmletManager *mgr, CordonVm *v, VmletVm *vm, Tick 
 
 static gboolean begin_eviction(VmletManager *mgr, CordonVm *v, VmletVm *vm, Tick *t)
 {
-  if (vmlet_vm_get_phase(vm) != VM_PHASE_RUNNING || t->free_slots == 0 || t->choosing)
+  if (vmlet_vm_get_phase(vm) != VM_PHASE_RUNNING || t->free_slots == 0 || t->choosing ||
+      g_get_monotonic_time() < v->not_before_us)
     return FALSE;
   g_autofree char *uid = vmlet_vm_migrate(vm, VM_OP_EVICT, NULL, FALSE);
   g_autofree char *name = g_strdup_printf("evacuation-%s-%s", v->name, uid);
@@ -251,10 +257,13 @@ gboolean vmlet_manager_drain(VmletManager *mgr, gboolean force, GError **error)
   c->force = force;
   c->drain_started_us = g_get_real_time();
   c->drain_ended_us = 0;
-  /* A drain again tries the VMs the last one could not move. */
-  for (guint i = 0; i < c->vms->len; i++) {
+  /* A drain again is a new table: the VMs the last one moved or stopped are done with;
+   * those it could not move are tried again (or, with force, stopped). */
+  for (guint i = c->vms->len; i-- > 0;) {
     CordonVm *v = c->vms->pdata[i];
-    if (v->state == CORDON_VM_UNPLACEABLE && !force) {
+    if (v->state == CORDON_VM_MOVED || v->state == CORDON_VM_STOPPED) {
+      g_ptr_array_remove_index(c->vms, i);
+    } else if (v->state == CORDON_VM_UNPLACEABLE && !force) {
       v->state = CORDON_VM_PENDING;
       v->attempts = 0;
     }
