@@ -21,13 +21,7 @@ JsonNode *vmlet_manager_node_summary(VmletManager *mgr)
   const VmletNode *node = mgr->env.node;
   JsonObject *o = json_object_new();
   json_object_set_string_member(o, "name", node->name);
-  JsonObject *labels = json_object_new();
-  GHashTableIter it;
-  gpointer k, v;
-  g_hash_table_iter_init(&it, node->labels);
-  while (g_hash_table_iter_next(&it, &k, &v))
-    json_object_set_string_member(labels, k, v);
-  json_object_set_object_member(o, "labels", labels);
+  json_object_set_object_member(o, "labels", jv_object_from_strings(node->labels));
   json_object_set_boolean_member(o, "cordoned", mgr->env.cordoned);
   VmletMigrations *ms = mgr->env.migrations;
   JsonObject *in = json_object_new(), *out = json_object_new();

@@ -3,19 +3,9 @@
  * would do (--dry-run); the STATUS= line for systemd. */
 #include "manager-private.h"
 
-#include "migrations.h"
+#include "jsonval.h"
 #include "meta.h"
-
-static JsonObject *labels_json(GHashTable *labels)
-{
-  JsonObject *o = json_object_new();
-  GHashTableIter it;
-  gpointer k, v;
-  g_hash_table_iter_init(&it, labels);
-  while (g_hash_table_iter_next(&it, &k, &v))
-    json_object_set_string_member(o, k, v);
-  return o;
-}
+#include "migrations.h"
 
 /* "draining: 2 of 5 VMs left", "drained: 5 VMs moved", "drained: 1 VM could not be
  * moved", or NULL when there was no drain. */
@@ -86,7 +76,7 @@ JsonNode *vmlet_manager_node_json(VmletManager *mgr)
   json_object_set_string_member(root, "kind", "Node");
   JsonObject *md = json_object_new();
   json_object_set_string_member(md, "name", node->name);
-  json_object_set_object_member(md, "labels", labels_json(node->labels));
+  json_object_set_object_member(md, "labels", jv_object_from_strings(node->labels));
   json_object_set_object_member(root, "metadata", md);
   JsonObject *spec = json_object_new();
   json_object_set_boolean_member(spec, "unschedulable", mgr->env.cordoned);
