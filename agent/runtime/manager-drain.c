@@ -214,6 +214,11 @@ static void drain_tick(VmletManager *mgr)
   for (guint i = 0; i < c->vms->len; i++)
     if (((CordonVm *)c->vms->pdata[i])->state == CORDON_VM_PENDING)
       changed = step_vm(mgr, c->vms->pdata[i], &t) || changed;
+  /* With force, one found unplaceable just now is stopped now, before the drain could be
+   * taken for ended. */
+  for (guint i = 0; c->force && i < c->vms->len; i++)
+    if (((CordonVm *)c->vms->pdata[i])->state == CORDON_VM_UNPLACEABLE)
+      changed = step_vm(mgr, c->vms->pdata[i], &t) || changed;
   if (vmlet_cordon_left(c) == 0) {
     c->draining = FALSE;
     c->drain_ended_us = g_get_real_time();

@@ -151,10 +151,33 @@ static void test_damaged_cordon_file(void)
   g_assert_true(rt_wait_phase(n, "a", VM_PHASE_RUNNING));
 }
 
+/* Uncordoned while --force is still stopping a VM (its guest slow to power off): the stop
+ * completes, and the VM, which its policy wants running, starts again at once. */
+static void test_uncordon_during_force_stop(void)
+{
+  g_autoptr(RtNode) n = rt_node_new();
+  rt_write_vm(n, "a", "\"terminationGracePeriodSeconds\": 60");
+  rt_guest_ignores_button(n, "a", TRUE);
+  rt_start(n);
+  g_assert_true(rt_wait_phase(n, "a", VM_PHASE_RUNNING));
+  pid_t pid = rt_pid(n, "a");
+  g_autoptr(GError) error = NULL;
+  g_assert_true(vmlet_manager_drain(rt_manager(n), TRUE, &error));
+  g_assert_true(rt_wait_command(rt_fake(n, "a"), "system_powerdown", 1));
+  g_assert_cmpint(vmlet_vm_get_phase(rt_vm(n, "a")), ==, VM_PHASE_STOPPING);
+  g_assert_true(vmlet_manager_uncordon(rt_manager(n), &error));
+  g_assert_true(fake_qmp_emit(rt_fake(n, "a"), "SHUTDOWN",
+                              "{\"guest\": true, \"reason\": \"guest-shutdown\"}"));
+  g_assert_true(rt_wait_new_pid(n, "a", pid));
+  g_assert_true(rt_wait_phase(n, "a", VM_PHASE_RUNNING));
+  g_assert_cmpuint(rt_standins(n), ==, 2);
+}
+
 int main(int argc, char **argv)
 {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/runtime/cordon/drain-without-migration", test_drain_without_migration);
   g_test_add_func("/runtime/cordon/damaged-file", test_damaged_cordon_file);
+  g_test_add_func("/runtime/cordon/uncordon-during-force-stop", test_uncordon_during_force_stop);
   return g_test_run();
 }
