@@ -44,8 +44,9 @@ static void on_source_answer(GObject *src, GAsyncResult *res, gpointer data)
   VmMigIn *m = data;
   guint status = 0;
   g_autoptr(GError) error = NULL;
-  g_autoptr(JsonNode) n = vmlet_peer_client_request_finish(
-      vmlet_migrations_client(m->vm->env->migrations), res, &status, &error);
+  g_autoptr(JsonNode) n = vmlet_peer_client_request_finish(NULL, res, &status, &error);
+  if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return; /* m is gone (mig_in_free) */
   m->asking = FALSE;
   if (m->ended || m->committed)
     return;
@@ -75,9 +76,11 @@ static gboolean on_watchdog(gpointer data)
     return G_SOURCE_CONTINUE;
   m->asking = TRUE;
   g_autofree char *path = g_strdup_printf("/peer/v1/migrations/%s", m->journal->id);
+  if (!m->ask_cancel)
+    m->ask_cancel = g_cancellable_new();
   vmlet_peer_client_request_async(vmlet_migrations_client(ms), peer,
                                   vmlet_migrations_node(ms)->migration.port, "GET", path, NULL,
-                                  ASK_TIMEOUT_S, NULL, on_source_answer, m);
+                                  ASK_TIMEOUT_S, m->ask_cancel, on_source_answer, m);
   return G_SOURCE_CONTINUE;
 }
 

@@ -23,6 +23,11 @@ void mig_in_free(VmMigIn *m)
     return;
   g_clear_handle_id(&m->watchdog, g_source_remove);
   g_clear_handle_id(&m->finish_retry, g_source_remove);
+  /* Its answer may come after the migration ended here (the source came back and
+   * committed meanwhile): it must not find m. */
+  if (m->ask_cancel)
+    g_cancellable_cancel(m->ask_cancel);
+  g_clear_object(&m->ask_cancel);
   vmlet_mig_journal_free(m->journal);
   g_free(m->source);
   g_free(m->source_dn);

@@ -23,6 +23,7 @@ typedef struct _VmMigIn {
   gint64 last_contact_us;   /* the source's last call */
   guint watchdog;
   gboolean asking, committed, ended;
+  GCancellable *ask_cancel;  /* the question to a silent source, cancelled when m is freed */
   gboolean commit_busy;     /* QEMU is being resumed */
   gboolean resumed;         /* ... and runs: a repeated commit is answered at once */
   guint finish_retry;       /* the drop-ins could not be written: tried again */

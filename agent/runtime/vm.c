@@ -79,6 +79,7 @@ static void vmlet_vm_finalize(GObject *obj)
   g_free(vm->resources_error);
   g_free(vm->confine_error);
   g_ptr_array_unref(vm->ops);
+  vm_migration_free(vm); /* status.migrationState, once the VM has migrated */
   G_OBJECT_CLASS(vmlet_vm_parent_class)->finalize(obj);
 }
 
