@@ -122,10 +122,12 @@ static gboolean step_evicting(VmletManager *mgr, CordonVm *v, VmletVm *vm, Tick 
   gint progress = -1;
   const char *reason = NULL;
   if (!vmlet_vm_operation_outcome(vm, v->op_uid, &ended, &ok, &progress, &reason)) {
-    /* vmletd restarted: the migration's recovery decides; then it is tried again. */
+    /* vmletd restarted (the uid was its predecessor's) or the operation was deleted: a
+     * migration still under way is recovery's to settle; then the VM is tried again. */
     if (vmlet_vm_is_migrating_out(vm))
       return FALSE;
-    return move(mgr, v, CORDON_VM_PENDING, "evicted again after a restart of vmletd");
+    return move(mgr, v, CORDON_VM_PENDING, "its eviction is gone (vmletd restarted, or the "
+                                           "operation was deleted): evicted again");
   }
   if (!ended) {
     t->choosing = t->choosing || progress < PROGRESS_PREPARED;

@@ -126,6 +126,8 @@ static void print_changes(JsonObject *d, GHashTable *seen)
       printf("%s: moved to %s\n", key, target);
     else if (g_str_equal(state, "Evicting"))
       printf("%s: evicting (%s)\n", key, op ? op : "");
+    else if (g_str_equal(state, "Pending") && reason)
+      printf("%s: to be tried again: %s\n", key, reason);
     else
       printf("%s: %s%s%s\n", key, state, reason ? ": " : "", reason ? reason : "");
     fflush(stdout);
