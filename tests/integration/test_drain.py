@@ -8,7 +8,11 @@ not yet at the switchover, and a vmletd killed mid-drain resumes it.
 The cases share the nodes and the guests (booting one costs ~6 s under TCG) and run in file
 order: each leaves the VMs where the next one expects them."""
 import json
+import os
+import re
+import socket
 import subprocess
+import threading
 import time
 import uuid
 
@@ -238,6 +242,35 @@ def test_a_cordoned_peer_refuses_migrations(cluster):
     assert r.returncode == 0, r.stderr
 
 
+class NotifyCollector:
+    """systemd's notify socket, as far as vmletd uses it: every datagram, in a thread."""
+
+    def __init__(self, path):
+        self.path = path
+        self.messages = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.done = False
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        while not self.done:
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except (socket.timeout, OSError):
+                continue
+
+    def statuses(self):
+        return [m[len("STATUS="):] for m in list(self.messages) if m.startswith("STATUS=")]
+
+    def close(self):
+        self.done = True
+        self.thread.join(5)
+        self.sock.close()
+
+
 def evicting(node):
     """The drain's VMs being evicted with their operation past the choice (copying)."""
     out = []
@@ -287,10 +320,19 @@ def test_a_drain_resumes_after_vmletd_is_killed(cluster):
     assert status == 200
     b.wait_for(lambda: evicting(b), 60, "an eviction copying", interval=0.05)
     b.kill()
-    b.start()
+    # The restarted vmletd under a stand-in for systemd's notify socket: STATUS= says how
+    # the drain goes.
+    notify = NotifyCollector(b.root / "notify.sock")
+    b.start(env=dict(os.environ, NOTIFY_SOCKET=str(notify.path)))
     assert node_obj(b)["spec"]["unschedulable"] is True
     b.wait_for(lambda: node_obj(b)["status"]["drain"], 120, "the drain ends",
                until=lambda d: d["phase"] != "Draining")
+    b.wait_for(lambda: notify.statuses(), 10, "STATUS= after the drain",
+               until=lambda st: st and st[-1] == "drained: 2 VMs moved; 0 VMs")
+    statuses = notify.statuses()
+    notify.close()
+    assert any(re.fullmatch(r"draining: [12] of 2 VMs left; [12] VMs?: .*", st)
+               for st in statuses), statuses
     drain = node_obj(b)["status"]["drain"]
     assert drain["phase"] == "Drained" and drain["moved"] == 2, drain
     for name in ("mover1", "mover2"):
