@@ -33,6 +33,7 @@ VMLET_BUILD_DIR=build-asan \
   UBSAN_OPTIONS="print_stacktrace=1:log_path=$results/asan/ubsan" \
   /usr/bin/python3 -m pytest tests/integration/test_daemon.py tests/integration/test_cli.py \
   tests/integration/test_changes.py tests/integration/test_hotplug.py \
+  tests/integration/test_drain.py \
   -v -rs --junitxml="$results/pytest-asan.xml"
 if compgen -G "$results/asan/*" >/dev/null; then
   echo "sanitizer reports:"; cat "$results"/asan/*

@@ -254,6 +254,8 @@ static void on_mirrors_done(GObject *src, GAsyncResult *res, gpointer data)
   VmMigOut *m = data;
   g_autoptr(GError) error = NULL;
   if (!vmlet_mig_mirror_complete_finish(res, &error)) {
+    if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+      return; /* as on_mirrored: the job has failed, m may be gone */
     if (!m->ended)
       mig_out_fail(m, "TargetDiskError", error->message);
     return;
@@ -266,7 +268,8 @@ void mig_out_switchover(VmMigOut *m)
   /* The vCPUs are stopped: the mirrors hold every write, so completing them now makes the
    * destination's disks exactly the source's. */
   if (m->mirror->len)
-    vmlet_mig_mirror_complete_async(mig_out_monitor(m), m->mirror, NULL, on_mirrors_done, m);
+    vmlet_mig_mirror_complete_async(mig_out_monitor(m), m->mirror, m->cancel, on_mirrors_done,
+                                    m);
   else
     vmlet_monitor_migrate_continue(mig_out_monitor(m), NULL, on_sent, m);
 }

@@ -266,6 +266,10 @@ static void on_mirrored(GObject *src, GAsyncResult *res, gpointer data)
   VmMigOut *m = data;
   g_autoptr(GError) error = NULL;
   if (!vmlet_mig_mirror_finish(res, &error)) {
+    /* Cancelled: the job failed meanwhile and may be freed already (m->cancel is
+     * cancelled first thing by mig_out_fail and by mig_out_free). */
+    if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+      return;
     if (!m->ended)
       mig_out_fail(m, "TargetDiskError", error->message);
     return;
@@ -281,5 +285,5 @@ void mig_out_mirror(VmMigOut *m)
     return;
   }
   vmlet_mig_mirror_async(mig_out_monitor(m), m->peer->address, m->nbd_port, m->peer->name,
-                         m->mirror, NULL, on_mirrored, m);
+                         m->mirror, m->cancel, on_mirrored, m);
 }

@@ -69,7 +69,9 @@ static void run_step(VmMigOut *m)
 
 static void next(VmMigOut *m)
 {
-  if (m->ended)
+  /* A step that completes after the job began to fail (a QMP reply already on its way
+   * when a cancel came) must not start the next one. */
+  if (m->ended || m->failing)
     return;
   m->step++;
   run_step(m);
