@@ -79,6 +79,9 @@ static void vmlet_vm_finalize(GObject *obj)
   g_free(vm->resources_error);
   g_free(vm->confine_error);
   g_ptr_array_unref(vm->ops);
+  g_free(vm->moved_to);
+  g_clear_pointer(&vm->carried_seed, g_bytes_unref);
+  g_clear_pointer(&vm->carried_nvram, g_bytes_unref);
   vm_migration_free(vm); /* status.migrationState, once the VM has migrated */
   G_OBJECT_CLASS(vmlet_vm_parent_class)->finalize(obj);
 }
