@@ -350,8 +350,8 @@ void vmlet_vm_reconcile(VmletVm *vm)
       g_free(vm_request(vm, VM_REQ_STOP, FALSE));
     } else if (vm->spec && vm->spec->restart_approval == VM_RESTART_APPROVAL_AUTOMATIC &&
                !vm->env->cordoned) {
-      /* Not while cordoned: the VM could not start again. */
-      /* restartApprovalMode Automatic: apply pending changes with a graceful restart. */
+      /* restartApprovalMode Automatic: apply pending changes with a graceful restart; not
+       * while cordoned, when the VM could not start again. */
       g_autoptr(JsonArray) changes = vm_pending_changes(vm);
       if (json_array_get_length(changes) > 0)
         g_free(vm_request(vm, VM_REQ_RESTART, FALSE));
