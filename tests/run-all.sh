@@ -35,6 +35,7 @@ VMLET_BUILD_DIR=build-asan \
   tests/integration/test_changes.py tests/integration/test_hotplug.py \
   tests/integration/test_migration.py tests/integration/test_migration_untrusted.py \
   tests/integration/test_migration_commit.py tests/integration/test_migration_converge.py \
+  tests/integration/test_drain.py \
   -v -rs --junitxml="$results/pytest-asan.xml"
 if compgen -G "$results/asan/*" >/dev/null; then
   echo "sanitizer reports:"; cat "$results"/asan/*

@@ -20,6 +20,11 @@ void vmlet_handle_create_operation(VmletCall *call);
 void vmlet_handle_get_operation(VmletCall *call);
 void vmlet_handle_delete_operation(VmletCall *call);
 
+/* handlers-node.c */
+void vmlet_handle_get_node(VmletCall *call);
+void vmlet_handle_drain_node(VmletCall *call);
+void vmlet_handle_uncordon_node(VmletCall *call);
+
 /* handlers-attachment.c */
 void vmlet_handle_list_attachments(VmletCall *call);
 void vmlet_handle_get_attachment(VmletCall *call);

@@ -21,6 +21,11 @@ static const VmletRoute routes[] = {
     /* Any method, as before the table: a liveness probe's method was never checked. */
     {NULL, ROOT, "healthz", NULL, FALSE, vmlet_handle_healthz},
 
+    /* Maintenance (handlers-node.c): the node, drain, uncordon. */
+    {"GET", ROOT, "node", NULL, FALSE, vmlet_handle_get_node},
+    {"POST", ROOT, "node", "drain", FALSE, vmlet_handle_drain_node},
+    {"POST", ROOT, "node", "uncordon", FALSE, vmlet_handle_uncordon_node},
+
     {"GET", CLUSTER, VMS, NULL, TRUE, vmlet_handle_watch_vms},
     {"GET", CLUSTER, VMS, NULL, FALSE, vmlet_handle_list_vms},
     {"GET", COLLECTION, VMS, NULL, TRUE, vmlet_handle_watch_vms},
@@ -77,9 +82,15 @@ static gboolean parse_path(const char *path, GStrv *parts, Shape *shape, VmletRo
 {
   *shape = (Shape){ROOT, NULL, NULL};
   if (!g_str_has_prefix(path, VMLET_API_PREFIX "/")) {
-    if (path[0] != '/' || strchr(path + 1, '/'))
+    /* /RESOURCE[/SUB]: the node and its actions, outside the API group as a Node is. */
+    if (path[0] != '/')
       return FALSE;
-    shape->resource = path + 1;
+    *parts = g_strsplit(path + 1, "/", -1);
+    guint n = g_strv_length(*parts);
+    if (n < 1 || n > 2 || !**parts || (n == 2 && !(*parts)[1][0]))
+      return FALSE;
+    shape->resource = (*parts)[0];
+    shape->subresource = n == 2 ? (*parts)[1] : NULL;
     return TRUE;
   }
   *parts = g_strsplit(path + strlen(VMLET_API_PREFIX "/"), "/", -1);

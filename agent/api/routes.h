@@ -3,6 +3,7 @@
  * or a GError out; no libsoup), so tests/unit/test-routes.c drives it directly.
  *
  *   /healthz                                       any method
+ *   /node[/SUB]                                    the node; SUB: drain, uncordon (POST)
  *   PREFIX/RESOURCE                                every namespace (GET, ?watch=true)
  *   PREFIX/namespaces/NS/RESOURCE                  a namespace's collection
  *   PREFIX/namespaces/NS/RESOURCE/NAME[/SUB]       one object, or a subresource of it

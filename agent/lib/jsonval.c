@@ -405,3 +405,14 @@ const char *jv_string_path(JsonObject *o, const char *dotted)
   }
   return jv_string_at(o, dotted);
 }
+
+JsonObject *jv_object_from_strings(GHashTable *map)
+{
+  JsonObject *o = json_object_new();
+  GHashTableIter it;
+  gpointer k, v;
+  g_hash_table_iter_init(&it, map);
+  while (g_hash_table_iter_next(&it, &k, &v))
+    json_object_set_string_member(o, k, v);
+  return o;
+}

@@ -69,6 +69,8 @@ JsonArray *jv_array_at(JsonObject *o, const char *member);
 const char *jv_string_at(JsonObject *o, const char *member);
 gint64 jv_int_at(JsonObject *o, const char *member, gint64 fallback);
 gboolean jv_bool_at(JsonObject *o, const char *member, gboolean fallback);
+/* A map of string to string (labels, a nodeSelector) as a JSON object. */
+JsonObject *jv_object_from_strings(GHashTable *map);
 /* The string at a dotted path of objects, e.g. "metadata.namespace"; NULL when any step
  * is missing or mistyped. */
 const char *jv_string_path(JsonObject *o, const char *dotted);

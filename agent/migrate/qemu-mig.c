@@ -167,9 +167,13 @@ static void on_job_status(VmletMonitor *mon, const char *job, const char *status
                     (g_str_equal(status, "aborting") || g_str_equal(status, "concluded"));
   if (!done && !failed)
     return;
-  if (failed)
+  if (failed) {
+    /* The sequence ends here, and its last reference may go with it: s is not touched
+     * again (a mirror cancelled while still copying, e.g. by an uncordon mid-drain). */
     seq_fail(s, g_error_new(VMLET_ERROR, VMLET_ERROR_IO,
                             "mirror %s ended before it was in sync (%s)", job, status));
+    return;
+  }
   g_hash_table_remove(s->jobs, job);
   seq_one_done(s);
 }

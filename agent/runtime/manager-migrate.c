@@ -21,14 +21,8 @@ JsonNode *vmlet_manager_node_summary(VmletManager *mgr)
   const VmletNode *node = mgr->env.node;
   JsonObject *o = json_object_new();
   json_object_set_string_member(o, "name", node->name);
-  JsonObject *labels = json_object_new();
-  GHashTableIter it;
-  gpointer k, v;
-  g_hash_table_iter_init(&it, node->labels);
-  while (g_hash_table_iter_next(&it, &k, &v))
-    json_object_set_string_member(labels, k, v);
-  json_object_set_object_member(o, "labels", labels);
-  json_object_set_boolean_member(o, "cordoned", FALSE);
+  json_object_set_object_member(o, "labels", jv_object_from_strings(node->labels));
+  json_object_set_boolean_member(o, "cordoned", mgr->env.cordoned);
   VmletMigrations *ms = mgr->env.migrations;
   JsonObject *in = json_object_new(), *out = json_object_new();
   json_object_set_int_member(in, "inUse", ms ? vmlet_migrations_in_use(ms, FALSE) : 0);
@@ -76,6 +70,14 @@ void vmlet_manager_migration_prepare(VmletManager *mgr, JsonObject *req, const c
       g_strcmp0(jv_string_at(req, "source"), peer) != 0) {
     g_task_return_new_error(task, VMLET_MIG_ERROR, VMLET_MIG_ERROR_INVALID,
                             "expected a migration id, a generation and the caller as source");
+    return;
+  }
+  /* A node in maintenance takes nothing, even from a source that chose it before it was
+   * cordoned (the source's choice skips a cordoned peer: vmlet_manager_node_summary). */
+  if (mgr->env.cordoned) {
+    g_task_return_new_error(task, VMLET_MIG_ERROR, VMLET_MIG_ERROR_UNSCHEDULABLE,
+                            "node %s is cordoned (maintenance): it takes no migrations until "
+                            "it is uncordoned", mgr->env.node->name);
     return;
   }
   if (vmlet_migrations_lookup(mgr->env.migrations, id)) {

@@ -5,6 +5,8 @@
  *   manager-attach.c   attachments across VMs: read-write disks held once, status, events
  *   manager-migrate.c  migrations: the peer server's requests, incoming VMs
  *   manager-ops.c      operations across VMs, and those of VMs gone from this node
+ *   manager-drain.c    maintenance: cordon, drain (evictions), uncordon
+ *   manager-node.c     the node object (GET /node), a drain's dry run, the STATUS= line
  *
  * Nothing outside agent/runtime/manager*.c includes this header. */
 #pragma once
@@ -12,6 +14,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "cordon.h"
 #include "manager.h"
 
 /* A vms.d drop-in as last read, reused while the file is unchanged: with many VMs, a change
@@ -44,6 +47,9 @@ struct _VmletManager {
   GHashTable *att_pending; /* "namespace/name" -> VmletAttachment * whose drop-in is being
                             * written: a reload meanwhile must not take it for deleted */
   GQueue *departed_ops;    /* JsonNode *: operations of VMs no longer here, oldest first */
+  VmletCordon *cordon;     /* NULL: not cordoned (env.cordoned says the same to the VMs) */
+  char *cordon_problem;    /* why cordon.json could not be written last time */
+  guint drain_timer;
 };
 
 /* A VM read from vms.d in this reload, with the warnings of its part of the drop-in. */
@@ -58,6 +64,8 @@ char *mgr_key_for(const char *ns, const char *name);
 VmletVm *mgr_ensure_vm(VmletManager *mgr, const char *ns, const char *name);
 void mgr_emit_attachment_changed(VmletManager *mgr, JsonNode *attachment);
 void mgr_emit_attachment_removed(VmletManager *mgr, const char *ns, const char *name);
+void mgr_emit_node_changed(VmletManager *mgr);
+void mgr_emit_node_note(VmletManager *mgr, int priority, const char *text);
 
 /* manager-dropins.c */
 void mgr_dropin_free(gpointer dropin);
@@ -82,3 +90,10 @@ void mgr_distribute_attachments(VmletManager *mgr, gboolean retry);
 /* Announces every attachment whose JSON changed, and those that are gone. */
 void mgr_refresh_attachments(VmletManager *mgr);
 void mgr_add_to_inventory(VmletManager *mgr, VmletAttachment *att, const char *source);
+
+/* manager-drain.c */
+/* Before the first reload: a cordoned node starts nothing. */
+void mgr_cordon_load(VmletManager *mgr);
+/* After it (and after the migrations' recovery has claimed its journals): a drain that
+ * was under way goes on. */
+void mgr_cordon_resume(VmletManager *mgr);

@@ -22,6 +22,8 @@ enum {
   SIGNAL_VM_NOTE,
   SIGNAL_ATT_CHANGED,
   SIGNAL_ATT_REMOVED,
+  SIGNAL_NODE_CHANGED,
+  SIGNAL_NODE_NOTE,
   N_SIGNALS
 };
 static guint signals[N_SIGNALS];
@@ -31,6 +33,9 @@ static void vmlet_manager_finalize(GObject *obj)
 {
   VmletManager *mgr = VMLET_MANAGER(obj);
   g_clear_handle_id(&mgr->reload_timer, g_source_remove);
+  g_clear_handle_id(&mgr->drain_timer, g_source_remove);
+  vmlet_cordon_free(mgr->cordon);
+  g_free(mgr->cordon_problem);
   g_ptr_array_unref(mgr->monitors);
   GHashTableIter it;
   gpointer v;
@@ -72,6 +77,12 @@ static void vmlet_manager_class_init(VmletManagerClass *klass)
   signals[SIGNAL_ATT_REMOVED] =
       g_signal_new("attachment-removed", VMLET_TYPE_MANAGER, G_SIGNAL_RUN_LAST, 0, NULL, NULL,
                    NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_STRING);
+  signals[SIGNAL_NODE_CHANGED] = g_signal_new("node-changed", VMLET_TYPE_MANAGER,
+                                              G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                                              G_TYPE_NONE, 0);
+  signals[SIGNAL_NODE_NOTE] = g_signal_new("node-note", VMLET_TYPE_MANAGER, G_SIGNAL_RUN_LAST,
+                                           0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_INT,
+                                           G_TYPE_STRING);
 }
 
 static void vmlet_manager_init(VmletManager *mgr)
@@ -143,25 +154,6 @@ GPtrArray *vmlet_manager_list(VmletManager *mgr)
     g_ptr_array_add(out, g_object_ref(v));
   g_ptr_array_sort(out, compare_vms);
   return out;
-}
-
-char *vmlet_manager_summary(VmletManager *mgr)
-{
-  guint counts[VM_PHASE_MIGRATING + 1] = {0};
-  GHashTableIter it;
-  gpointer v;
-  g_hash_table_iter_init(&it, mgr->vms);
-  while (g_hash_table_iter_next(&it, NULL, &v))
-    counts[vmlet_vm_get_phase(v)]++;
-  GString *s = g_string_new(NULL);
-  g_string_printf(s, "%u VMs", g_hash_table_size(mgr->vms));
-  const char *sep = ": ";
-  for (guint p = 0; p <= VM_PHASE_MIGRATING; p++)
-    if (counts[p]) {
-      g_string_append_printf(s, "%s%u %s", sep, counts[p], vm_phase_name((VmPhase)p));
-      sep = ", ";
-    }
-  return g_string_free(s, FALSE);
 }
 
 void mgr_refresh_attachments(VmletManager *mgr);
@@ -329,6 +321,8 @@ static void hold_unreadable(VmletManager *mgr, const char *path, const char *why
 void vmlet_manager_start(VmletManager *mgr)
 {
   const VmletNode *node = mgr->env.node;
+  /* Before anything can start a VM. */
+  mgr_cordon_load(mgr);
   /* Adopt first: a VM with a live QEMU must be known before any reconcile can start it. */
   g_autoptr(GPtrArray) records = vmlet_vm_record_list(node->state_dir);
   for (guint i = 0; i < records->len; i++) {
@@ -356,6 +350,7 @@ void vmlet_manager_start(VmletManager *mgr)
   }
   vmlet_manager_reload(mgr);
   mgr_migrations_act(mgr);
+  mgr_cordon_resume(mgr);
 }
 
 
@@ -372,4 +367,14 @@ void mgr_emit_attachment_removed(VmletManager *mgr, const char *ns, const char *
 const char *vmlet_manager_migrations_problem(VmletManager *mgr)
 {
   return mgr->env.migrations_problem;
+}
+
+void mgr_emit_node_changed(VmletManager *mgr)
+{
+  g_signal_emit(mgr, signals[SIGNAL_NODE_CHANGED], 0);
+}
+
+void mgr_emit_node_note(VmletManager *mgr, int priority, const char *text)
+{
+  g_signal_emit(mgr, signals[SIGNAL_NODE_NOTE], 0, priority, text);
 }

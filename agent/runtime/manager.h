@@ -18,7 +18,9 @@ G_DECLARE_FINAL_TYPE(VmletManager, vmlet_manager, VMLET, MANAGER, GObject)
 /* Signals: "vm-changed" (VmletVm *vm), "vm-removed" (const char *namespace, const char *name),
  * "vm-note" (VmletVm *vm, int syslog priority, const char *text: for the log),
  * "attachment-changed" (JsonNode *attachment: a VirtualMachineBlockDeviceAttachment whose
- * JSON differs from what was last announced), "attachment-removed" (namespace, name). */
+ * JSON differs from what was last announced), "attachment-removed" (namespace, name),
+ * "node-changed" (the cordon or the drain changed), "node-note" (int syslog priority,
+ * const char *text: a drain's step, for the log). */
 
 /* Takes ownership of node. */
 VmletManager *vmlet_manager_new(VmletNode *node);
@@ -81,5 +83,23 @@ JsonNode *vmlet_manager_migration_commit_finish(VmletManager *mgr, GAsyncResult 
 gboolean vmlet_manager_migration_abort(VmletManager *mgr, const char *id, const char *peer,
                                        const char *why, GError **error);
 
-/* Counts per phase for the systemd STATUS= line: "3 VMs: 2 Running, 1 Stopped". */
+/* Maintenance (manager-drain.c). A cordoned node starts no VM and takes no migration. */
+gboolean vmlet_manager_is_cordoned(VmletManager *mgr);
+/* Cordons the node (persisted before it returns) and drains it: an Evict per VM running
+ * here; with force, the VMs no peer can take are stopped gracefully instead (their specs
+ * kept). Again while cordoned: retries those the last drain could not move. FALSE when
+ * the cordon could not be written (nothing changed then). */
+gboolean vmlet_manager_drain(VmletManager *mgr, gboolean force, GError **error);
+/* Ends maintenance: evictions not yet at their switchover are cancelled, the cordon file
+ * is removed, VMs start again as their run policies want. */
+gboolean vmlet_manager_uncordon(VmletManager *mgr, GError **error);
+/* The node (manager-node.c): name, labels, SchedulingDisabled, the drain's VMs and
+ * progress. */
+JsonNode *vmlet_manager_node_json(VmletManager *mgr);
+/* What a drain would do now, without doing it: per VM, evicted (with the peers whose
+ * labels fit its placement) or left as it is, and why. */
+JsonNode *vmlet_manager_drain_plan(VmletManager *mgr);
+
+/* Counts per phase for the systemd STATUS= line: "3 VMs: 2 Running, 1 Stopped", after
+ * "draining: 2 of 5 VMs left; " while a drain runs. */
 char *vmlet_manager_summary(VmletManager *mgr);

@@ -17,23 +17,9 @@
 
 /* ---- choose ---- */
 
-/* A peer's labels as placement sees them: its own, and its name as
- * kubernetes.io/hostname, so a nodeSelector can name a node as in Kubernetes. */
-static GHashTable *peer_labels(const VmletPeer *peer)
-{
-  GHashTable *l = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-  GHashTableIter it;
-  gpointer k, v;
-  g_hash_table_iter_init(&it, peer->labels);
-  while (g_hash_table_iter_next(&it, &k, &v))
-    g_hash_table_replace(l, g_strdup(k), g_strdup(v));
-  g_hash_table_replace(l, g_strdup("kubernetes.io/hostname"), g_strdup(peer->name));
-  return l;
-}
-
 static char *peer_refused(VmMigOut *m, const VmletPeer *peer)
 {
-  g_autoptr(GHashTable) labels = peer_labels(peer);
+  g_autoptr(GHashTable) labels = vmlet_peer_placement_labels(peer);
   GHashTableIter it;
   gpointer k, v;
   if (m->selector) {

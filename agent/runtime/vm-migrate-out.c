@@ -75,7 +75,9 @@ static void run_step(VmMigOut *m)
 
 static void next(VmMigOut *m)
 {
-  if (m->ended)
+  /* A step that completes after the job began to fail (a QMP reply already on its way
+   * when a cancel came) must not start the next one. */
+  if (m->ended || m->failing)
     return;
   m->step++;
   run_step(m);
@@ -328,6 +330,16 @@ void vm_migrate_out_cancel(VmletVm *vm, const char *reason)
 {
   if (vm->mig_out)
     mig_out_fail(vm->mig_out, "Aborted", reason);
+}
+
+gboolean vmlet_vm_cancel_migration_before_switchover(VmletVm *vm, const char *reason)
+{
+  VmMigOut *m = vm->mig_out;
+  /* A rebuilt job is recovery's: it settles with the peer, never by a cancel. */
+  if (!m || m->recovered || m->ended || m->failing || m->step >= MIG_STEP_SWITCHOVER)
+    return FALSE;
+  mig_out_fail(m, "Aborted", reason);
+  return TRUE;
 }
 
 /* The disks copied to the destination are stale here from the commit on: renamed

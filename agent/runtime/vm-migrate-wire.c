@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "fileio.h"
+#include "jsonval.h"
 #include "meta.h"
 
 /* The seed ISO is at most a few hundred KiB; OVMF's 4M variable store is 528 KiB. */
@@ -21,14 +22,8 @@
 
 static JsonNode *string_map_node(GHashTable *map)
 {
-  JsonObject *o = json_object_new();
-  GHashTableIter it;
-  gpointer k, v;
-  g_hash_table_iter_init(&it, map);
-  while (g_hash_table_iter_next(&it, &k, &v))
-    json_object_set_string_member(o, k, v);
   JsonNode *n = json_node_new(JSON_NODE_OBJECT);
-  json_node_take_object(n, o);
+  json_node_take_object(n, jv_object_from_strings(map));
   return n;
 }
 

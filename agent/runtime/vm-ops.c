@@ -201,6 +201,9 @@ static char *refusal(VmletVm *vm, VmOpType type)
     return g_strdup_printf("%s: cannot be operated: %s", vm->name,
                            vm->problem ? vm->problem : "no valid spec");
   VmRunPolicy policy = vm->spec->run_policy;
+  if ((type == VM_OP_START || type == VM_OP_RESTART) && vm->env->cordoned)
+    return g_strdup_printf("NodeCordoned: node %s is cordoned (maintenance): no VM starts "
+                           "here until it is uncordoned", vm->env->node->name);
   if (type != VM_OP_STOP && policy == VM_RUN_POLICY_ALWAYS_OFF)
     return g_strdup_printf("%s: runPolicy AlwaysOff does not allow starting the VM", vm->name);
   if (type == VM_OP_STOP && policy == VM_RUN_POLICY_ALWAYS_ON)
@@ -329,6 +332,24 @@ gboolean vmlet_vm_delete_operation(VmletVm *vm, const char *name)
     return TRUE;
   }
   return FALSE;
+}
+
+gboolean vmlet_vm_operation_outcome(VmletVm *vm, const char *uid, gboolean *ended,
+                                    gboolean *ok, gint *progress, const char **reason)
+{
+  VmOp *op = uid ? find_op(vm, uid) : NULL;
+  if (!op)
+    return FALSE;
+  *ended = op->phase == OP_COMPLETED || op->phase == OP_FAILED;
+  *ok = op->phase == OP_COMPLETED;
+  *progress = op->progress;
+  *reason = op->reason;
+  return TRUE;
+}
+
+void vmlet_vm_stop_for_maintenance(VmletVm *vm)
+{
+  g_free(vm_request(vm, VM_REQ_STOP, FALSE));
 }
 
 /* The client's name, else DVP's "<type>-<vm>-<uid>", as the CLI prints them. */

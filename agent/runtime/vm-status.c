@@ -87,6 +87,11 @@ static JsonArray *conditions_json(VmletVm *vm, gboolean awaiting)
   else if (vm->problem)
     vmlet_condition_add(conds, "Ready", FALSE, vm->spec ? "DependencyNotReady" : "InvalidSpec",
                         vm->problem);
+  else if (vm->env->cordoned && vm->phase == VM_PHASE_PENDING && vm_want_running(vm)) {
+    g_autofree char *why = g_strdup_printf("node %s is cordoned (maintenance): the VM starts "
+                                           "once it is uncordoned", vm->env->node->name);
+    vmlet_condition_add(conds, "Ready", FALSE, "NodeCordoned", why);
+  }
   else
     vmlet_condition_add(conds, "Ready", TRUE, NULL, NULL);
   if (vm->backoff_timer)

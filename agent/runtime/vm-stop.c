@@ -249,6 +249,10 @@ static void on_exited(VmletInstance *qemu, gint cause, const char *how, VmletVm 
     /* A start or restart asked before this stop came did not happen. */
     vm_ops_complete(vm, VM_OP_START, FALSE, "a Stop operation stopped the VM first");
     vm_ops_complete(vm, VM_OP_RESTART, FALSE, "a Stop operation stopped the VM first");
+    /* A user's Stop and a policy that wants the VM off leave it unwanted: nothing
+     * happens. A drain's --force stop leaves it wanted: Pending NodeCordoned, or, when
+     * the node was uncordoned during the stop, started again. */
+    vmlet_vm_reconcile(vm);
     return;
   case VM_STOP_GUEST:
     /* The guest powered itself off. AlwaysOn starts it again; for the others it counts as

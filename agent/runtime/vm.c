@@ -78,9 +78,11 @@ static void vmlet_vm_finalize(GObject *obj)
   g_free(vm->held);
   g_free(vm->resources_error);
   g_free(vm->confine_error);
-  g_free(vm->moved_to);
-  vm_migration_free(vm);
   g_ptr_array_unref(vm->ops);
+  g_free(vm->moved_to);
+  g_clear_pointer(&vm->carried_seed, g_bytes_unref);
+  g_clear_pointer(&vm->carried_nvram, g_bytes_unref);
+  vm_migration_free(vm); /* status.migrationState, once the VM has migrated */
   G_OBJECT_CLASS(vmlet_vm_parent_class)->finalize(obj);
 }
 
@@ -149,6 +151,16 @@ gboolean vm_qemu_alive(VmletVm *vm)
 gboolean vm_deleting(VmletVm *vm)
 {
   return vm->phase == VM_PHASE_TERMINATING;
+}
+
+gboolean vmlet_vm_runs_here(VmletVm *vm)
+{
+  return vm->qemu && !vm->moved_to && vm->job.kind != VM_JOB_MIGRATE_IN;
+}
+
+gboolean vmlet_vm_is_migrating_out(VmletVm *vm)
+{
+  return vm->mig_out != NULL;
 }
 
 gboolean vm_want_running(VmletVm *vm)
@@ -323,7 +335,9 @@ void vmlet_vm_reconcile(VmletVm *vm)
   switch (vm->phase) {
   case VM_PHASE_PENDING:
   case VM_PHASE_STOPPED:
-    if (want && !vm_qemu_alive(vm))
+    if (want && !vm_qemu_alive(vm) && vm->env->cordoned)
+      vm_set_phase(vm, VM_PHASE_PENDING); /* NodeCordoned (vm-status.c) */
+    else if (want && !vm_qemu_alive(vm))
       vm_start(vm, VM_START_NORMAL);
     else if (!vm->spec && vm->phase != VM_PHASE_PENDING)
       vm_set_phase(vm, VM_PHASE_PENDING);
@@ -334,8 +348,10 @@ void vmlet_vm_reconcile(VmletVm *vm)
     vm_apply_core_fraction(vm);
     if (!want && vm->spec) {
       g_free(vm_request(vm, VM_REQ_STOP, FALSE));
-    } else if (vm->spec && vm->spec->restart_approval == VM_RESTART_APPROVAL_AUTOMATIC) {
-      /* restartApprovalMode Automatic: apply pending changes with a graceful restart. */
+    } else if (vm->spec && vm->spec->restart_approval == VM_RESTART_APPROVAL_AUTOMATIC &&
+               !vm->env->cordoned) {
+      /* restartApprovalMode Automatic: apply pending changes with a graceful restart; not
+       * while cordoned, when the VM could not start again. */
       g_autoptr(JsonArray) changes = vm_pending_changes(vm);
       if (json_array_get_length(changes) > 0)
         g_free(vm_request(vm, VM_REQ_RESTART, FALSE));

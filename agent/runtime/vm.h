@@ -53,6 +53,9 @@ typedef struct {
   gboolean sync_pending;
   VmletMigrations *migrations; /* NULL: migration is not enabled on this node */
   char *migrations_problem;    /* ... and when it should be, why not */
+  /* The node is in maintenance (manager-drain.c): no VM starts here; a VM that wants to
+   * run is Pending with the reason NodeCordoned, Start and Restart are refused. */
+  gboolean cordoned;
 } VmletVmEnv;
 
 #define VMLET_TYPE_VM (vmlet_vm_get_type())
@@ -131,6 +134,24 @@ void vmlet_vm_migration_commit(VmletVm *vm, guint64 generation, GTask *task);
 gboolean vmlet_vm_migration_abort(VmletVm *vm, const char *why, GError **error);
 /* Still arriving: it has no drop-in yet, and a reload must not take it for deleted. */
 gboolean vmlet_vm_is_migrating_in(VmletVm *vm);
+
+/* What a drain (manager-drain.c) needs of a VM. */
+/* A QEMU of this node runs it (not one arriving, not one handed over). */
+gboolean vmlet_vm_runs_here(VmletVm *vm);
+/* Its outgoing migration is under way. */
+gboolean vmlet_vm_is_migrating_out(VmletVm *vm);
+/* Operation uid: FALSE when there is none; else whether it ended, how, its progress (-1
+ * before any) and its reason (owned by the VM, valid until it changes). */
+gboolean vmlet_vm_operation_outcome(VmletVm *vm, const char *uid, gboolean *ended,
+                                    gboolean *ok, gint *progress, const char **reason);
+/* Cancels the outgoing migration unless it has reached the switchover (from there on the
+ * guest is paused for the last copy and the destination may already run it: it is let
+ * finish). TRUE when it was cancelled. */
+gboolean vmlet_vm_cancel_migration_before_switchover(VmletVm *vm, const char *reason);
+/* A graceful stop (the ACPI button, then the grace period) that is not the user's: the
+ * VM is not marked stopped manually, so its run policy starts it again once the node is
+ * uncordoned. */
+void vmlet_vm_stop_for_maintenance(VmletVm *vm);
 
 /* The drop-in was removed: Terminating, stop QEMU (gracefully), delete the record, "gone". */
 void vmlet_vm_delete(VmletVm *vm);

@@ -179,17 +179,6 @@ VmletBlockObject *vmlet_block_object_parse(JsonObject *root, VmBlockKind kind, V
   return g_steal_pointer(&obj);
 }
 
-static JsonObject *string_map(GHashTable *map)
-{
-  JsonObject *o = json_object_new();
-  GHashTableIter it;
-  gpointer k, v;
-  g_hash_table_iter_init(&it, map);
-  while (g_hash_table_iter_next(&it, &k, &v))
-    json_object_set_string_member(o, k, v);
-  return o;
-}
-
 JsonNode *vmlet_block_object_manifest(const VmletBlockObject *obj, const char *path)
 {
   JsonObject *root = json_object_new();
@@ -199,8 +188,8 @@ JsonNode *vmlet_block_object_manifest(const VmletBlockObject *obj, const char *p
   json_object_set_string_member(md, "name", obj->meta.name);
   if (obj->kind != VM_BLOCK_CLUSTER_VIRTUAL_IMAGE)
     json_object_set_string_member(md, "namespace", obj->meta.namespace);
-  json_object_set_object_member(md, "labels", string_map(obj->meta.labels));
-  json_object_set_object_member(md, "annotations", string_map(obj->meta.annotations));
+  json_object_set_object_member(md, "labels", jv_object_from_strings(obj->meta.labels));
+  json_object_set_object_member(md, "annotations", jv_object_from_strings(obj->meta.annotations));
   json_object_set_object_member(root, "metadata", md);
   JsonObject *spec = json_object_new();
   if (obj->size) {

@@ -119,3 +119,15 @@ GHashTable *vmlet_peers_load_dir(const char *dir, GPtrArray *problems)
   }
   return peers;
 }
+
+GHashTable *vmlet_peer_placement_labels(const VmletPeer *peer)
+{
+  GHashTable *l = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  GHashTableIter it;
+  gpointer k, v;
+  g_hash_table_iter_init(&it, peer->labels);
+  while (g_hash_table_iter_next(&it, &k, &v))
+    g_hash_table_replace(l, g_strdup(k), g_strdup(v));
+  g_hash_table_replace(l, g_strdup("kubernetes.io/hostname"), g_strdup(peer->name));
+  return l;
+}

@@ -29,6 +29,10 @@ VmletPeer *vmlet_peer_ref(VmletPeer *peer);
 void vmlet_peer_unref(VmletPeer *peer);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmletPeer, vmlet_peer_unref)
 
+/* The peer's labels as placement sees them: its own, and its name as
+ * kubernetes.io/hostname, so a nodeSelector can name a node as in Kubernetes. */
+GHashTable *vmlet_peer_placement_labels(const VmletPeer *peer);
+
 /* One peer from its JSON, errors in d at their JSON paths. */
 VmletPeer *vmlet_peer_parse(JsonObject *root, VmletDiag *d);
 /* Every peer of dir (name -> VmletPeer *), sorted reading; a drop-in that does not load,

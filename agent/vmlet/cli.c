@@ -27,8 +27,8 @@ static const char *const help_aliases[] = {"--help", "-h", NULL};
 
 /* In usage order. */
 static const VmletCommand commands[] = {
-    {"get", NULL, "[vm|vmbda|vmop] [NAME] [-o wide|json|jsonpath={...}] [-w]",
-     "list VMs, attachments or operations", vmlet_cmd_get},
+    {"get", NULL, "[vm|vmbda|vmop|node] [NAME] [-o wide|json|jsonpath={...}] [-w]",
+     "list VMs, attachments, operations; the node", vmlet_cmd_get},
     {"describe", NULL, "NAME", "spec, status, conditions, operations", vmlet_cmd_describe},
     {"start", NULL, "NAME", "start a VM (a VirtualMachineOperation)", vmlet_cmd_start},
     {"stop", NULL, "NAME [--force]", "stop a VM (gracefully unless --force)", vmlet_cmd_stop},
@@ -37,6 +37,9 @@ static const VmletCommand commands[] = {
      "live-migrate a VM to any suitable peer node", vmlet_cmd_evict},
     {"migrate", NULL, "NAME [--to NODE] [--force] [--wait] [--timeout DURATION]",
      "live-migrate a VM, to NODE if given", vmlet_cmd_migrate},
+    {"drain", NULL, "[--force] [--dry-run] [--timeout DURATION]",
+     "maintenance: cordon the node, live-migrate its VMs to peers", vmlet_cmd_drain},
+    {"uncordon", NULL, "", "end maintenance: VMs may start here again", vmlet_cmd_uncordon},
     {"apply", NULL, "-f FILE", "create or update VMs and vmbdas; create vmops",
      vmlet_cmd_apply},
     {"create", NULL, "-f FILE", "create VMs, vmbdas, vmops (the guide's Evict)",

@@ -29,6 +29,15 @@ int vmlet_cmd_delete(int argc, char **argv);
 int vmlet_cmd_patch(int argc, char **argv);
 int vmlet_cmd_edit(int argc, char **argv);
 
+/* drain.c: the node's maintenance mode */
+#include "client.h"
+int vmlet_cmd_drain(int argc, char **argv);
+int vmlet_cmd_uncordon(int argc, char **argv);
+/* get node / nodes / no */
+gboolean vmlet_is_node_word(const char *word);
+/* The node and its drain (output: NULL for the table, or "json"); the exit status. */
+int vmlet_get_node(VmletClient *c, const char *output);
+
 /* attach.c */
 int vmlet_cmd_attach(int argc, char **argv);
 int vmlet_cmd_detach(int argc, char **argv);

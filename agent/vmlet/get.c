@@ -169,10 +169,18 @@ int vmlet_cmd_get(int argc, char **argv)
       {NULL},
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new(
-      "[vm|vmbda|vmop] [NAME] - list VMs, attachments or operations like `d8 k get`");
+      "[vm|vmbda|vmop|node] [NAME] - list VMs, attachments, operations or the node like `d8 k get`");
   remote_add_entries(ctx, &o, extra);
   if (!remote_parse(ctx, "get", &argc, &argv, 0, 2))
     return EXIT_USAGE;
+  if (argc > 1 && vmlet_is_node_word(argv[1])) {
+    if (watch || (output && !g_str_equal(output, "json") && !g_str_equal(output, "wide"))) {
+      fprintf(stderr, "vmlet get node: -o json or a table; no -w\n");
+      return EXIT_USAGE;
+    }
+    g_autoptr(VmletClient) c = remote_open("get", &o);
+    return c ? vmlet_get_node(c, output) : 1;
+  }
   /* kubectl's form: an optional resource type first (a bare NAME is a VM, as before). */
   const VmletResource *r = argc > 1 ? vmlet_resource_lookup(argv[1]) : NULL;
   if (r) {

@@ -82,6 +82,17 @@ static void on_vm_note(VmletManager *mgr, VmletVm *vm, gint priority, const char
   vmlet_log(priority, key, "%s", text);
 }
 
+/* The cordon or the drain changed: the STATUS= line says "draining: 2 of 5 VMs left". */
+static void on_node_changed(VmletManager *mgr, gpointer data)
+{
+  report_status_soon(data);
+}
+
+static void on_node_note(VmletManager *mgr, gint priority, const char *text, gpointer data)
+{
+  vmlet_log(priority, NULL, "%s", text);
+}
+
 /* Attachments' phase changes, with why, once each (their JSON changes more often). */
 static void on_attachment_changed(VmletManager *mgr, JsonNode *att, gpointer data)
 {
@@ -130,6 +141,8 @@ int vmlet_daemon_run(VmletNode *node, const VmletDaemonOptions *opts)
   g_signal_connect(mgr, "vm-changed", G_CALLBACK(on_vm_changed), &st);
   g_signal_connect(mgr, "vm-removed", G_CALLBACK(on_vm_removed), &st);
   g_signal_connect(mgr, "vm-note", G_CALLBACK(on_vm_note), &st);
+  g_signal_connect(mgr, "node-changed", G_CALLBACK(on_node_changed), &st);
+  g_signal_connect(mgr, "node-note", G_CALLBACK(on_node_note), &st);
   g_signal_connect(mgr, "attachment-changed", G_CALLBACK(on_attachment_changed), &st);
   g_signal_connect(mgr, "attachment-removed", G_CALLBACK(on_attachment_removed), &st);
   g_autoptr(GError) error = NULL;

@@ -103,8 +103,8 @@ def test_apply_and_delete(daemon):
 
 # The command table of agent/vmlet/cli.c in usage order, written out here so that a
 # command added there (or dropped) without being listed here fails.
-COMMANDS = ["get", "describe", "start", "stop", "restart", "evict", "migrate", "apply",
-            "create", "delete", "attach", "detach", "pause", "unpause", "patch", "edit", "render",
+COMMANDS = ["get", "describe", "start", "stop", "restart", "evict", "migrate", "drain",
+            "uncordon", "apply", "create", "delete", "attach", "detach", "pause", "unpause", "patch", "edit", "render",
             "validate", "version", "help"]
 
 

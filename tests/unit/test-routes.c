@@ -31,6 +31,9 @@ static const Case cases[] = {
     /* Every row of the table. */
     OK("GET", "/healthz", FALSE, vmlet_handle_healthz, NULL, NULL),
     OK("POST", "/healthz", FALSE, vmlet_handle_healthz, NULL, NULL),
+    OK("GET", "/node", FALSE, vmlet_handle_get_node, NULL, NULL),
+    OK("POST", "/node/drain", FALSE, vmlet_handle_drain_node, NULL, NULL),
+    OK("POST", "/node/uncordon", FALSE, vmlet_handle_uncordon_node, NULL, NULL),
     OK("GET", P "/virtualmachines", FALSE, vmlet_handle_list_vms, NULL, NULL),
     OK("GET", P "/virtualmachines", TRUE, vmlet_handle_watch_vms, NULL, NULL),
     OK("GET", NS "/virtualmachines", FALSE, vmlet_handle_list_vms, "default", NULL),
@@ -78,6 +81,10 @@ static const Case cases[] = {
     NOT_FOUND("GET", ""),
     NOT_FOUND("GET", "/foo"),
     NOT_FOUND("GET", "/healthz/x"),
+    NOT_FOUND("POST", "/node/cordon"),
+    NOT_FOUND("POST", "/node/drain/x"),
+    NOT_FOUND("POST", "/node/"),
+    NOT_FOUND("GET", "//node"),
     NOT_FOUND("GET", "/apis"),
     NOT_FOUND("GET", P),
     NOT_FOUND("GET", P "/"),
@@ -134,6 +141,8 @@ static const Case cases[] = {
     NOT_ALLOWED("DELETE", P "/virtualmachineblockdeviceattachments", "use GET"),
     NOT_ALLOWED("GET", NS "/virtualmachines/a/pause", "use PUT"),
     NOT_ALLOWED("POST", NS "/virtualmachines/a/unpause", "use PUT"),
+    NOT_ALLOWED("POST", "/node", "use GET"),
+    NOT_ALLOWED("GET", "/node/drain", "use POST"),
 };
 
 static void test_match(void)
