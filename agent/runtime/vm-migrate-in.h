@@ -3,6 +3,7 @@
  * or abort). Private to those files and manager-migrate.c. */
 #pragma once
 
+#include "mig-error.h"
 #include "vm-migrate.h"
 
 typedef struct _VmMigIn {
@@ -49,6 +50,15 @@ static inline gboolean mig_in_gone(const GError *error)
 {
   return g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
 }
+
+/* Sets a VMLET_MIG_ERROR code with the message; FALSE, so that a check can return it. */
+gboolean mig_in_refuse(GError **error, VmletMigError code, const char *fmt, ...)
+    G_GNUC_PRINTF(3, 4);
+
+/* vm-migrate-in-disks.c */
+/* One disk of the prepare request (d, from the untrusted source) placed on this node and
+ * added to m->disks; an image made for it is recorded in m->journal->created. */
+gboolean mig_in_take_disk(VmMigIn *m, JsonObject *d, GError **error);
 
 /* vm-migrate-in-end.c */
 /* The source's commit (task: its answer), or this node's own when the source says it has

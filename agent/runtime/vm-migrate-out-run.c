@@ -1,5 +1,5 @@
-/* The source's last steps: migrate (watched: progress, convergence, the peer's heartbeat),
- * switch over, commit, hand the VM over. */
+/* The source's copy: migrate, watched (progress, convergence, the peer's heartbeat), then
+ * the switchover. The commit and the hand-over are vm-migrate-out-commit.c's. */
 #include "vm-migrate-out.h"
 
 #include <string.h>
@@ -13,27 +13,16 @@
  * about 5 s, each call timing out after 2 s. */
 #define HEARTBEAT_MISSES 10
 #define HEARTBEAT_TIMEOUT_S 2
-#define COMMIT_TIMEOUT_S 10
-#define COMMIT_RETRY_S 2
 /* Each escalation doubles downtime-limit; then a stalled migration fails NotConverging. */
 #define MAX_ESCALATIONS 3
 
-static VmletMigrations *ms_of(VmMigOut *m)
+void mig_out_peer_call(VmMigOut *m, const char *method, const char *tail, JsonNode *body,
+                       guint timeout_s, GCancellable *c, GAsyncReadyCallback cb, gpointer data)
 {
-  return m->vm->env->migrations;
-}
-
-static char *migration_path(VmMigOut *m, const char *tail)
-{
-  return g_strdup_printf("/peer/v1/migrations/%s%s", m->journal->id, tail);
-}
-
-static void peer_call(VmMigOut *m, const char *method, const char *tail, JsonNode *body,
-                      guint timeout_s, GCancellable *c, GAsyncReadyCallback cb, gpointer data)
-{
-  g_autofree char *path = migration_path(m, tail);
-  vmlet_peer_client_request_async(vmlet_migrations_client(ms_of(m)), m->peer,
-                                  vmlet_migrations_node(ms_of(m))->migration.port, method, path,
+  VmletMigrations *ms = m->vm->env->migrations;
+  g_autofree char *path = g_strdup_printf("/peer/v1/migrations/%s%s", m->journal->id, tail);
+  vmlet_peer_client_request_async(vmlet_migrations_client(ms), m->peer,
+                                  vmlet_migrations_node(ms)->migration.port, method, path,
                                   body, timeout_s, c, cb, data);
 }
 
@@ -185,7 +174,7 @@ static gboolean on_poll(gpointer data)
   }
   if (!m->heartbeat_busy) {
     m->heartbeat_busy = TRUE;
-    peer_call(m, "GET", "", NULL, HEARTBEAT_TIMEOUT_S, m->cancel, on_heartbeat, m);
+    mig_out_peer_call(m, "GET", "", NULL, HEARTBEAT_TIMEOUT_S, m->cancel, on_heartbeat, m);
   }
   return G_SOURCE_CONTINUE;
 }
@@ -237,7 +226,8 @@ static void on_migration(VmletMonitor *mon, gint status, VmMigOut *m)
     return;
   case VMLET_MIGRATION_FAILED:
   case VMLET_MIGRATION_CANCELLED: {
-    g_autofree char *why = g_strdup_printf("QEMU's migration %s%s%s", vmlet_migration_status_name(status),
+    g_autofree char *why = g_strdup_printf("QEMU's migration %s%s%s",
+                                           vmlet_migration_status_name(status),
                                            m->info.error_desc ? ": " : "",
                                            m->info.error_desc ? m->info.error_desc : "");
     mig_out_fail(m, "Aborted", why);
@@ -293,140 +283,4 @@ void mig_out_switchover(VmMigOut *m)
                                     on_mirrors_done, m);
   else
     vmlet_monitor_migrate_continue(mig_out_monitor(m), m->cancel, on_sent, m);
-}
-
-/* ---- commit ---- */
-
-static void send_commit(VmMigOut *m);
-
-static gboolean on_commit_retry(gpointer data)
-{
-  VmMigOut *m = data;
-  m->retry_timer = 0;
-  mig_out_commit(m);
-  return G_SOURCE_REMOVE;
-}
-
-void mig_out_commit_later(VmMigOut *m, const char *why)
-{
-  g_autofree char *msg = g_strdup_printf("waiting for %s to confirm it runs the VM (%s); the "
-                                         "source stays paused until it answers", m->peer->name,
-                                         why);
-  vm_set_str(&m->vm->last_exit, msg);
-  vm_changed(m->vm);
-  if (!m->retry_timer)
-    m->retry_timer = g_timeout_add_seconds(COMMIT_RETRY_S, on_commit_retry, m);
-}
-
-/* The destination answered that it runs the VM: the guest was paused at most from the
- * vCPUs stopping here to that answer (QEMU's "downtime" ends earlier, when the last
- * page left: it misses completing the disk copies' and the commit's round trip). */
-static void switched_over(VmMigOut *m)
-{
-  if (!m->paused_us)
-    return; /* committed by a restarted vmletd: not measured */
-  gint64 paused_ms = (g_get_monotonic_time() - m->paused_us) / 1000;
-  vm_ops_switched_over(m->vm, m->op_uid, paused_ms, m->qemu_downtime_ms, m->memory_ms);
-  g_autofree char *throttle =
-      m->throttle_max ? g_strdup_printf("; the vCPUs throttled up to %" G_GINT64_FORMAT "%%",
-                                        m->throttle_max)
-                      : g_strdup("");
-  vm_note(m->vm, LOG_INFO, "migration %s: memory sent in %" G_GINT64_FORMAT " ms; the guest "
-          "paused at most %" G_GINT64_FORMAT " ms (QEMU's downtime %" G_GINT64_FORMAT " ms)%s",
-          m->journal->id, m->memory_ms, paused_ms, m->qemu_downtime_ms, throttle);
-}
-
-static void on_committed(GObject *src, GAsyncResult *res, gpointer data)
-{
-  VmMigOut *m = data;
-  g_autoptr(GError) error = NULL;
-  guint status = 0;
-  g_autoptr(JsonNode) n = vmlet_peer_client_request_finish(res, &status, &error);
-  if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || m->ended)
-    return;
-  if (n && status == 200) {
-    g_clear_pointer(&m->vm->last_exit, g_free);
-    switched_over(m);
-    mig_out_next(m);
-    return;
-  }
-  const char *reason = n ? jv_string_at(json_node_get_object(n), "reason") : NULL;
-  if (n && status == 409 && g_strcmp0(reason, "Aborted") == 0) {
-    /* The destination gave up before the commit reached it (it lost this node, or was
-     * restarted before the commit): its journal says so, no copy runs there, so this one
-     * resumes. Nothing else is taken for an abort: "no such migration" may be a
-     * destination whose state was lost, and guessing wrong runs the VM twice. */
-    m->gave_up = TRUE;
-    mig_out_fail(m, "Aborted", "the destination gave the migration up before the commit");
-    return;
-  }
-  g_autofree char *why = n ? g_strdup_printf("it answered %u %s", status,
-                                             reason ? reason : "")
-                           : g_strdup(error->message);
-  mig_out_commit_later(m, why);
-}
-
-static void send_commit(VmMigOut *m)
-{
-  g_autoptr(JsonNode) body = json_node_new(JSON_NODE_OBJECT);
-  JsonObject *o = json_object_new();
-  json_object_set_int_member(o, "generation", (gint64)m->journal->generation);
-  json_node_take_object(body, o);
-  peer_call(m, "POST", "/commit", body, COMMIT_TIMEOUT_S, m->cancel, on_committed, m);
-}
-
-void mig_out_commit(VmMigOut *m)
-{
-  g_clear_handle_id(&m->poll_timer, g_source_remove);
-  if (!m->peer) {
-    /* Only after a restart with peers.d changed: nobody to ask, so nothing to decide. */
-    g_autofree char *why = g_strdup_printf(
-        "waiting for %s, which is no longer a configured peer, to confirm migration %s; the "
-        "source stays paused (put %s back in peers.d)", m->journal->peer, m->journal->id,
-        m->journal->peer);
-    vm_set_str(&m->vm->last_exit, why);
-    vm_changed(m->vm);
-    return;
-  }
-  send_commit(m);
-}
-
-void mig_out_hand_over(VmMigOut *m)
-{
-  VmletVm *vm = m->vm;
-  m->committed = TRUE;
-  vm->rec->generation = m->journal->generation;
-  mig_out_set_progress(m, 100);
-  /* Before anything goes: whatever happens to vmletd from here, the VM never starts here
-   * again (the drop-in is still there until the hand-over ends). */
-  g_autoptr(GError) error = NULL;
-  if (!vmlet_vm_tombstone_write(vm->env->node->state_dir, vm->namespace, vm->name,
-                                m->journal->peer, m->journal->generation, &error))
-    vm_note(vm, LOG_ERR, "%s", error->message);
-  /* The destination runs the VM: this QEMU only holds a paused copy (if it still runs). */
-  if (vm->qemu)
-    vmlet_instance_quit(vm->qemu);
-  else
-    vm_migrate_out_exited(vm);
-}
-
-/* ---- telling the destination ---- */
-
-static void on_abort_told(GObject *src, GAsyncResult *res, gpointer data)
-{
-  /* The answer changes nothing: a destination not told aborts on its own watchdog. */
-  g_autoptr(JsonNode) n G_GNUC_UNUSED = vmlet_peer_client_request_finish(res, NULL, NULL);
-}
-
-void mig_out_tell_abort(VmMigOut *m, const char *why)
-{
-  if (!m->peer)
-    return;
-  g_autoptr(JsonNode) body = json_node_new(JSON_NODE_OBJECT);
-  JsonObject *o = json_object_new();
-  json_object_set_string_member(o, "reason", why);
-  json_node_take_object(body, o);
-  /* Not cancelled with the job: the destination must hear it, even as the job ends. Its
-   * own watchdog covers a message that is lost. */
-  peer_call(m, "POST", "/abort", body, HEARTBEAT_TIMEOUT_S * 2, NULL, on_abort_told, NULL);
 }

@@ -1,6 +1,6 @@
 /* The source's job, shared by vm-migrate-out.c (the job, its table of steps, its end),
- * vm-migrate-out-steps.c and -run.c (each step) and vm-migrate-recover.c (a job rebuilt
- * from its journal). Private to those files. */
+ * vm-migrate-out-steps.c, -run.c and -commit.c (each step) and vm-migrate-recover.c (a
+ * job rebuilt from its journal). Private to those files. */
 #pragma once
 
 #include "qemu-mig.h"
@@ -94,6 +94,9 @@ void mig_out_commit_later(VmMigOut *m, const char *why);
 void mig_out_tell_abort(VmMigOut *m, const char *why);
 /* Progress, convergence and the peer's heartbeat, every 500 ms while copying. */
 void mig_out_watch(VmMigOut *m);
+/* A call to the destination about this migration: /peer/v1/migrations/ID + tail. */
+void mig_out_peer_call(VmMigOut *m, const char *method, const char *tail, JsonNode *body,
+                       guint timeout_s, GCancellable *c, GAsyncReadyCallback cb, gpointer data);
 
 /* vm-migrate-wire.c: the prepare request (the VM, its disks and its files) */
 JsonNode *mig_out_prepare_request(VmMigOut *m, GError **error);
