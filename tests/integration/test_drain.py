@@ -21,14 +21,11 @@ import pytest
 from conftest import vmlet_binary
 from daemon import API, qemu_pids
 from peers import Network, Node, Pki
+from vmrun import uptime
 
 # Slow enough that a test can act while an eviction copies memory (~30 MiB: about 2 s),
 # fast enough to keep the module near two minutes.
 SLOW = "bandwidth=16Mi\n"
-
-
-def uptime(tick):
-    return float(tick.split("uptime=")[1])
 
 
 def vmlet(node, *args, timeout=240):
