@@ -275,6 +275,7 @@ VmletPeerServer *vmlet_peer_server_new(VmletManager *mgr, GError **error)
   soup_server_set_tls_certificate(srv->server, vmlet_tls_server_certificate(tls));
   soup_server_set_tls_database(srv->server, vmlet_tls_database(tls));
   soup_server_set_tls_auth_mode(srv->server, G_TLS_AUTHENTICATION_REQUIRED);
+  vmlet_respond_bound_bodies(srv->server, MAX_PEER_BODY);
   soup_server_add_handler(srv->server, NULL, handle, srv, NULL);
   g_signal_connect(srv->server, "request-started", G_CALLBACK(on_request_started), srv);
   g_autoptr(GInetAddress) ia = g_inet_address_new_from_string(node->migration.listen_address);

@@ -61,3 +61,36 @@ GBytes *vmlet_call_body(VmletCall *call)
 {
   return soup_message_body_flatten(soup_server_message_get_request_body(call->msg));
 }
+
+/* An early handler runs once the headers are in, before libsoup reads the body; but only
+ * with "Expect: 100-continue" does a status set here stop the read. So a refused body is
+ * also cut off: the read side of the connection shut down, libsoup's read of the body ends
+ * at once and the request is aborted, nothing of the body buffered. */
+static void bound_body(SoupServer *server, SoupServerMessage *msg, const char *path,
+                       GHashTable *query, gpointer data)
+{
+  goffset max = GPOINTER_TO_SIZE(data);
+  SoupMessageHeaders *h = soup_server_message_get_request_headers(msg);
+  SoupEncoding enc = soup_message_headers_get_encoding(h);
+  if (enc == SOUP_ENCODING_NONE)
+    return;
+  if (enc != SOUP_ENCODING_CONTENT_LENGTH) {
+    vmlet_respond_status(msg, 411, "LengthRequired", "a request body needs a Content-Length");
+  } else if (soup_message_headers_get_content_length(h) > max) {
+    g_autofree char *why = g_strdup_printf("request body of %" G_GOFFSET_FORMAT " bytes: at "
+                                           "most %" G_GOFFSET_FORMAT " are read",
+                                           soup_message_headers_get_content_length(h), max);
+    vmlet_respond_status(msg, 413, "RequestEntityTooLarge", why);
+  } else {
+    return;
+  }
+  const char *expect = soup_message_headers_get_one(h, "Expect");
+  GSocket *sock = soup_server_message_get_socket(msg);
+  if (!(expect && g_ascii_strcasecmp(expect, "100-continue") == 0) && sock)
+    g_socket_shutdown(sock, TRUE, FALSE, NULL);
+}
+
+void vmlet_respond_bound_bodies(SoupServer *server, goffset max)
+{
+  soup_server_add_early_handler(server, NULL, bound_body, GSIZE_TO_POINTER((gsize)max), NULL);
+}

@@ -32,5 +32,10 @@ void vmlet_respond_result(SoupServerMessage *msg, guint status, JsonNode *result
 /* {"apiVersion": "v1", "kind": "List", "items": items} (taken). */
 void vmlet_respond_list(SoupServerMessage *msg, JsonArray *items);
 
+/* Refuses, from the request's headers alone, a body over max bytes (413) or of no stated
+ * length (411): libsoup reads a body whole before any handler, so a bound checked there
+ * would come after the memory was spent. */
+void vmlet_respond_bound_bodies(SoupServer *server, goffset max);
+
 /* The request body (bounded by the server before any route runs). */
 GBytes *vmlet_call_body(VmletCall *call);

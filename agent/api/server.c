@@ -174,6 +174,7 @@ VmletApi *vmlet_api_new(VmletManager *mgr, const char *socket_path, const char *
   if (!sock)
     return NULL;
   api->server = soup_server_new("server-header", "vmletd", NULL);
+  vmlet_respond_bound_bodies(api->server, MAX_BODY_BYTES);
   soup_server_add_handler(api->server, NULL, handle, api, NULL);
   g_signal_connect(api->server, "request-finished", G_CALLBACK(on_request_finished), api);
   if (!soup_server_listen_socket(api->server, sock, 0, error)) {

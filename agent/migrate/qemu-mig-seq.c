@@ -60,6 +60,10 @@ void seq_one_done(Seq *s)
     return;
   Stage next = s->next;
   s->next = NULL;
+  /* Cancelled: its caller is gone, and so may be what the stages read (the disks are the
+   * caller's plan's): no further stage runs, the task ends as cancelled. */
+  if (g_cancellable_is_cancelled(g_task_get_cancellable(s->task)))
+    next = NULL;
   if (next) {
     s->left = 1; /* held while the stage sends, so a stage with nothing to send ends too */
     next(s);

@@ -111,8 +111,15 @@ gboolean mig_in_take_disk(VmMigIn *m, JsonObject *d, GError **error)
     return FALSE;
   /* The image is made, and compared, as QEMU will open it here. */
   if (pd->format != (VmletImageFormat)format)
-    return mig_in_refuse(error, VMLET_MIG_ERROR_DISK, "%s \"%s\": the source has it as %s, this node "
-                "as %s", kinds[kind], name, formats[format], vmlet_image_format_name(pd->format));
+    return mig_in_refuse(error, VMLET_MIG_ERROR_DISK, "%s \"%s\": the source has it as %s, "
+                         "this node as %s", kinds[kind], name, formats[format],
+                         vmlet_image_format_name(pd->format));
+  /* Whether QEMU writes it is this node's object's say, not the peer's: a peer calling a
+   * written disk read-only would otherwise have it taken as the same image by its head. */
+  if (pd->read_only != ro)
+    return mig_in_refuse(error, VMLET_MIG_ERROR_DISK, "%s \"%s\": the source has it %s, this "
+                         "node %s", kinds[kind], name, ro ? "read-only" : "writable",
+                         pd->read_only ? "read-only" : "writable");
   const char *path = pd->path;
   VmMigDisk *md = g_new0(VmMigDisk, 1);
   md->kind = (VmBlockKind)kind;

@@ -108,7 +108,9 @@ static void on_listening(GObject *src, GAsyncResult *res, gpointer data)
   VmMigIn *m = data;
   g_autoptr(GError) error = NULL;
   gboolean listening = vmlet_mig_listen_finish(res, &error);
-  if (mig_in_gone(error) || m->ended)
+  /* Committed meanwhile (by a source that did not wait for the answer): the journal is
+   * past Prepared, and must not go back to it. */
+  if (mig_in_gone(error) || m->ended || m->committed)
     return;
   if (!listening ||
       !vmlet_mig_journal_step(m->journal, m->vm->env->node->state_dir, VMLET_MIG_PREPARED,

@@ -237,6 +237,14 @@ void mig_in_release(VmMigIn *m)
 {
   VmletVm *vm = m->vm;
   m->ended = TRUE;
+  if (m->prepare) {
+    /* Ended before QEMU listened (a source that committed without waiting for the
+     * prepare's answer): the prepare is answered, never left hanging. */
+    g_task_return_new_error(m->prepare, VMLET_MIG_ERROR, VMLET_MIG_ERROR_INVALID,
+                            "migration %s ended before its prepare was answered",
+                            m->journal->id);
+    g_clear_object(&m->prepare);
+  }
   if (m->commit) {
     /* A commit under way when QEMU died: the VM is this node's all the same. */
     g_task_return_pointer(m->commit, mig_in_describe(m), (GDestroyNotify)json_node_unref);

@@ -56,7 +56,12 @@ static void on_committed(GObject *src, GAsyncResult *res, gpointer data)
   g_autoptr(GError) error = NULL;
   guint status = 0;
   g_autoptr(JsonNode) n = vmlet_peer_client_request_finish(res, &status, &error);
-  if (g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || m->ended)
+  if (mig_out_gone(error))
+    return;
+  m->commit_busy = FALSE;
+  /* Only the commit step decides: an answer after the hand-over began (a repeated commit
+   * answered 200 again, or a late 409) changes nothing, nor resumes a VM handed over. */
+  if (m->ended || m->committed || m->step != MIG_STEP_COMMIT)
     return;
   if (n && status == 200) {
     g_clear_pointer(&m->vm->last_exit, g_free);
@@ -86,6 +91,7 @@ static void send_commit(VmMigOut *m)
   JsonObject *o = json_object_new();
   json_object_set_int_member(o, "generation", (gint64)m->journal->generation);
   json_node_take_object(body, o);
+  m->commit_busy = TRUE;
   mig_out_peer_call(m, "POST", "/commit", body, COMMIT_TIMEOUT_S, m->cancel, on_committed, m);
 }
 
@@ -102,13 +108,16 @@ void mig_out_commit(VmMigOut *m)
     vm_changed(m->vm);
     return;
   }
-  send_commit(m);
+  /* One commit in flight at a time: its answer (or its timeout) decides what comes next. */
+  if (!m->commit_busy)
+    send_commit(m);
 }
 
 void mig_out_hand_over(VmMigOut *m)
 {
   VmletVm *vm = m->vm;
   m->committed = TRUE;
+  g_clear_handle_id(&m->retry_timer, g_source_remove);
   vm->rec->generation = m->journal->generation;
   mig_out_set_progress(m, 100);
   /* Before anything goes: whatever happens to vmletd from here, the VM never starts here

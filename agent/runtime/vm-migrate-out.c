@@ -77,7 +77,7 @@ static void next(VmMigOut *m)
 {
   /* A step that completes after the job began to fail (a QMP reply already on its way
    * when a cancel came) must not start the next one. */
-  if (m->ended || m->failing)
+  if (m->ended || m->failing || m->step + 1 >= G_N_ELEMENTS(steps))
     return;
   m->step++;
   run_step(m);
@@ -96,6 +96,9 @@ void mig_out_free(VmMigOut *m)
     return;
   g_cancellable_cancel(m->cancel);
   g_clear_object(&m->cancel);
+  if (m->undo_cancel)
+    g_cancellable_cancel(m->undo_cancel);
+  g_clear_object(&m->undo_cancel);
   g_clear_handle_id(&m->poll_timer, g_source_remove);
   g_clear_handle_id(&m->retry_timer, g_source_remove);
   if (m->migration_id && mig_out_monitor(m))
@@ -271,10 +274,22 @@ static void resumed(VmMigOut *m, const char *reason, const char *message)
   vm_after_migration(vm);
 }
 
+/* The undo of a failed job: QEMU's side cleaned, then cont. Its calls pass m->undo_cancel
+ * (m->cancel is already cancelled): if QEMU exits meanwhile, vm_migrate_out_exited() ends
+ * and frees the job, and the replies still to come find only the Failure. */
 typedef struct {
   VmMigOut *m;
+  GCancellable *cancel; /* m->undo_cancel: cancelled once m is freed */
   char *reason, *message;
 } Failure;
+
+static void failure_free(Failure *f)
+{
+  g_object_unref(f->cancel);
+  g_free(f->reason);
+  g_free(f->message);
+  g_free(f);
+}
 
 static void on_resumed_after_failure(GObject *src, GAsyncResult *res, gpointer data)
 {
@@ -282,28 +297,32 @@ static void on_resumed_after_failure(GObject *src, GAsyncResult *res, gpointer d
   /* A cont refused (the VM was running all along) changes nothing. */
   if (src)
     vmlet_monitor_finish(VMLET_MONITOR(src), res, NULL);
-  resumed(f->m, f->reason, f->message);
-  g_free(f->reason);
-  g_free(f->message);
-  g_free(f);
+  if (!g_cancellable_is_cancelled(f->cancel))
+    resumed(f->m, f->reason, f->message);
+  failure_free(f);
 }
 
 static void on_cleaned(GObject *src, GAsyncResult *res, gpointer data)
 {
   Failure *f = data;
   vmlet_mig_cleanup_finish(res);
+  if (g_cancellable_is_cancelled(f->cancel)) {
+    failure_free(f);
+    return;
+  }
   VmletMonitor *mon = mig_out_monitor(f->m);
   /* The migration stops the vCPUs at pre-switchover and after it completed; cont on a
    * running VM changes nothing. A VM the user had paused stays paused. */
   if (mon && !f->m->was_paused)
-    vmlet_monitor_cont(mon, NULL, on_resumed_after_failure, f);
+    vmlet_monitor_cont(mon, f->cancel, on_resumed_after_failure, f);
   else
     on_resumed_after_failure(NULL, NULL, f);
 }
 
 void mig_out_fail(VmMigOut *m, const char *reason, const char *message)
 {
-  if (m->ended || m->failing)
+  /* Handed over: the destination runs the VM, nothing here may resume it. */
+  if (m->ended || m->failing || m->committed)
     return;
   if (m->step >= MIG_STEP_COMMIT && !m->gave_up) {
     /* Committing: the destination may run the guest; never resume here. */
@@ -314,8 +333,10 @@ void mig_out_fail(VmMigOut *m, const char *reason, const char *message)
   g_cancellable_cancel(m->cancel);
   g_clear_handle_id(&m->poll_timer, g_source_remove);
   mig_out_tell_abort(m, message);
+  m->undo_cancel = g_cancellable_new();
   Failure *f = g_new0(Failure, 1);
   f->m = m;
+  f->cancel = g_object_ref(m->undo_cancel);
   f->reason = g_strdup(reason);
   f->message = g_strdup(message);
   VmletMonitor *mon = mig_out_monitor(m);
@@ -323,7 +344,7 @@ void mig_out_fail(VmMigOut *m, const char *reason, const char *message)
     on_resumed_after_failure(NULL, NULL, f);
     return;
   }
-  vmlet_mig_cleanup_async(mon, FALSE, m->mirror, NULL, on_cleaned, f);
+  vmlet_mig_cleanup_async(mon, FALSE, m->mirror, f->cancel, on_cleaned, f);
 }
 
 void vm_migrate_out_cancel(VmletVm *vm, const char *reason)

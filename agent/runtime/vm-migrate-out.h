@@ -34,7 +34,8 @@ typedef struct _VmMigOut {
   char *tls_dir;             /* QEMU's copy of the client credentials */
   char *marker_token;        /* the shared-storage markers' (vm-migrate.h) */
   GPtrArray *markers;        /* their paths (char *), while the prepare is asked */
-  GCancellable *cancel;      /* calls to the peer */
+  GCancellable *cancel;      /* every call of the job (mig_out_gone) */
+  GCancellable *undo_cancel; /* the undo's calls, once failing (vm-migrate-out.c) */
   gulong migration_id;       /* the monitor's "migration" signal */
   guint poll_timer, retry_timer;
   gboolean polling, polling_jobs, heartbeat_busy, switching;
@@ -48,6 +49,7 @@ typedef struct _VmMigOut {
   gint64 paused_us;          /* when QEMU stopped the vCPUs for the switchover */
   gint64 qemu_downtime_ms, memory_ms; /* QEMU's own measures, once completed */
   gboolean committed;        /* the destination runs the VM */
+  gboolean commit_busy;      /* a commit is in flight: its answer decides */
   gboolean gave_up;          /* the destination answered the commit with "Aborted": no
                               * copy runs there, this one may resume */
   gboolean failing, ended;

@@ -649,3 +649,37 @@ def test_record_write_failure_is_reported(daemon):
     vm = daemon.wait_phase("disk-full", "Stopped", 30)
     assert "StatePersisted" not in {c["type"] for c in vm["status"]["conditions"]}
     assert (vms / "default.disk-full.json").exists()
+
+
+def raw_request(d, head):
+    """Sends head (request line and headers, no body) on vmletd's socket and returns the
+    status line, or "" when vmletd closed the connection, waiting at most 5 s: a server
+    that waited for the body would do neither."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(d.socket)
+    try:
+        s.sendall(head.encode())
+        return s.recv(4096).decode().split("\r\n")[0]
+    finally:
+        s.close()
+
+
+def test_request_bodies_are_bounded_before_they_are_read(daemon):
+    """A body over the API's 1 MiB bound is refused from its Content-Length alone (here a
+    1 GiB one that never comes), and a body of no stated length (chunked) is refused too:
+    vmletd never buffers what it would refuse. A client that asked `Expect: 100-continue`
+    gets the status; any other has its connection cut (libsoup would read the body)."""
+    daemon.start()
+    path = f"{API}/namespaces/default/virtualmachines/x"
+    head = f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    big = f"Content-Length: {1 << 30}\r\n"
+    line = raw_request(daemon, head + big + "Expect: 100-continue\r\n\r\n")
+    assert line == "HTTP/1.1 413 Request Entity Too Large", line
+    assert raw_request(daemon, head + big + "\r\n") in ("", line)
+    chunked = "Transfer-Encoding: chunked\r\n"
+    line = raw_request(daemon, head + chunked + "Expect: 100-continue\r\n\r\n")
+    assert line == "HTTP/1.1 411 Length Required", line
+    assert raw_request(daemon, head + chunked + "\r\n") in ("", line)
+    # An ordinary request still works on the same server.
+    assert daemon.request("GET", "/healthz")[0] == 200
