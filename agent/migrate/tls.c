@@ -262,15 +262,14 @@ char *vmlet_tls_certificate_dn(GTlsCertificate *cert, GError **error)
 
 /* ---- QEMU's copy ---- */
 
-static gboolean copy_file(const char *from, const char *to, uid_t uid, gid_t gid,
-                          GError **error)
+static gboolean copy_file(const char *from, const char *to, gid_t gid, GError **error)
 {
   g_autofree char *data = NULL;
   gsize len = 0;
   if (!vmlet_read_file_bounded(from, PEM_MAX_BYTES, &data, &len, error) ||
-      !vmlet_write_file_atomic_nosync(to, data, len, 0600, error))
+      !vmlet_write_file_atomic_nosync(to, data, len, 0640, error))
     return FALSE;
-  if (chown(to, uid, gid) < 0) {
+  if (chown(to, getuid(), gid) < 0) {
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: chown: %s", to, g_strerror(errno));
     return FALSE;
   }
@@ -278,10 +277,22 @@ static gboolean copy_file(const char *from, const char *to, uid_t uid, gid_t gid
 }
 
 gboolean vmlet_tls_install_for_qemu(const VmletTls *tls, const char *dir, gboolean server,
-                                    uid_t uid, gid_t gid, GError **error)
+                                    gid_t gid, GError **error)
 {
-  if (g_mkdir_with_parents(dir, 0700) < 0 || chmod(dir, 0700) < 0 ||
-      chown(dir, uid, gid) < 0) {
+  /* vmletd's own directory, never one QEMU can write: with write access to the directory
+   * QEMU could put a symlink where vmletd (root) then chmods, chowns and writes. QEMU's
+   * group reads it; nobody else does. */
+  if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: %s", dir, g_strerror(errno));
+    return FALSE;
+  }
+  struct stat st;
+  if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid()) {
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: not a directory of vmletd's own",
+                dir);
+    return FALSE;
+  }
+  if (chown(dir, getuid(), gid) < 0 || chmod(dir, 0750) < 0) {
     g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: %s", dir, g_strerror(errno));
     return FALSE;
   }
@@ -292,7 +303,7 @@ gboolean vmlet_tls_install_for_qemu(const VmletTls *tls, const char *dir, gboole
   for (gsize i = 0; i < G_N_ELEMENTS(files); i++) {
     g_autofree char *from = g_build_filename(tls->dir, files[i], NULL);
     g_autofree char *to = g_build_filename(dir, files[i], NULL);
-    if (!copy_file(from, to, uid, gid, error))
+    if (!copy_file(from, to, gid, error))
       return FALSE;
   }
   return TRUE;

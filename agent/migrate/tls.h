@@ -37,7 +37,9 @@ gboolean vmlet_tls_certificate_names(GTlsCertificate *cert, const char *name);
 char *vmlet_tls_certificate_dn(GTlsCertificate *cert, GError **error);
 
 /* Copies what one end of a QEMU TLS channel reads (ca-cert.pem and server-* or client-*)
- * into dir, made 0700 and owned by uid:gid, the files 0600: QEMU runs unprivileged and
- * reads its credentials itself; the copy lives only as long as the migration. */
+ * into dir (made if missing; its parent must be vmletd's, not QEMU's), the directory 0750
+ * and the files 0640, owned by vmletd with QEMU's group gid: QEMU runs unprivileged and
+ * reads its credentials itself, and cannot change them; the copy lives only as long as the
+ * migration. */
 gboolean vmlet_tls_install_for_qemu(const VmletTls *tls, const char *dir, gboolean server,
-                                    uid_t uid, gid_t gid, GError **error);
+                                    gid_t gid, GError **error);

@@ -242,5 +242,9 @@ static void remove_tree(const char *dir, guint depth)
 
 void vm_host_remove_dir(const char *dir)
 {
-  remove_tree(dir, 1);
+  /* A symlink in its place is removed, never followed. */
+  if (g_file_test(dir, G_FILE_TEST_IS_SYMLINK))
+    g_unlink(dir);
+  else
+    remove_tree(dir, 1);
 }

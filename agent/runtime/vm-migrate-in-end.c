@@ -167,12 +167,8 @@ void vm_migrate_in_ready(VmletVm *vm)
   if (!m)
     return;
   g_autoptr(GError) error = NULL;
-  VmletConfine *c = vm_confinement(vm, &error);
-  m->tls_dir = g_build_filename(vm->plan->runtime_dir, "tls-migration", NULL);
-  gboolean other = c && vmlet_confine_changes_user(c);
-  if (!c || !vmlet_tls_install_for_qemu(vmlet_migrations_tls(vm->env->migrations), m->tls_dir,
-                                        TRUE, other ? vmlet_confine_uid(c) : getuid(),
-                                        other ? vmlet_confine_gid(c) : getgid(), &error)) {
+  m->tls_dir = vm_mig_tls_for_qemu(vm, m->journal->id, TRUE, &error);
+  if (!m->tls_dir) {
     answer_prepare_error(m, VMLET_MIG_ERROR_UNSCHEDULABLE, error->message);
     return;
   }

@@ -237,13 +237,9 @@ void mig_out_setup(VmMigOut *m)
   VmletVm *vm = m->vm;
   VmletMonitor *mon = mig_out_monitor(m);
   g_autoptr(GError) error = NULL;
-  VmletConfine *c = vm_confinement(vm, &error);
-  m->tls_dir = g_build_filename(vm->plan->runtime_dir, "tls-migration", NULL);
-  if (!mon || !c ||
-      !vmlet_tls_install_for_qemu(vmlet_migrations_tls(vm->env->migrations), m->tls_dir, FALSE,
-                                  vmlet_confine_changes_user(c) ? vmlet_confine_uid(c) : getuid(),
-                                  vmlet_confine_changes_user(c) ? vmlet_confine_gid(c) : getgid(),
-                                  &error)) {
+  if (mon)
+    m->tls_dir = vm_mig_tls_for_qemu(vm, m->journal->id, FALSE, &error);
+  if (!mon || !m->tls_dir) {
     mig_out_fail(m, "Aborted", mon ? error->message : "QEMU's monitor is not connected");
     return;
   }

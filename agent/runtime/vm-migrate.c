@@ -154,6 +154,28 @@ GPtrArray *vm_mig_disks_of(const VmPlan *plan, GError **error)
 
 /* ---- shared storage, told apart from a copy ---- */
 
+char *vm_mig_tls_for_qemu(VmletVm *vm, const char *id, gboolean server, GError **error)
+{
+  VmletConfine *c = vm_confinement(vm, error);
+  if (!c)
+    return NULL;
+  /* Not in the VM's runtime directory: that one is QEMU's own (vmlet_qemu_access_own_dir),
+   * and vmletd must not chown or write where QEMU can plant a symlink. */
+  g_autofree char *top = g_build_filename(vm->env->node->run_dir, "migration-tls", NULL);
+  if (mkdir(top, 0711) < 0 && errno != EEXIST) {
+    g_set_error(error, VMLET_ERROR, VMLET_ERROR_IO, "%s: %s", top, g_strerror(errno));
+    return NULL;
+  }
+  char *dir = g_build_filename(top, id, NULL);
+  gid_t gid = vmlet_confine_changes_user(c) ? vmlet_confine_gid(c) : getgid();
+  if (!vmlet_tls_install_for_qemu(vmlet_migrations_tls(vm->env->migrations), dir, server, gid,
+                                  error)) {
+    g_free(dir);
+    return NULL;
+  }
+  return dir;
+}
+
 char *vm_mig_marker_path(const char *disk_path, const char *id)
 {
   g_autofree char *dir = g_path_get_dirname(disk_path);

@@ -49,6 +49,10 @@ GPtrArray *vm_mig_disks_of(const VmPlan *plan, GError **error);
 gboolean vm_mig_disk_probe(const char *path, VmletImageFormat format, guint64 *size,
                            char **fingerprint, GError **error);
 
+/* QEMU's TLS credentials for migration id (the server end on a destination), installed in
+ * <run-dir>/migration-tls/ID, readable by the VM's QEMU only; its path, or NULL. */
+char *vm_mig_tls_for_qemu(VmletVm *vm, const char *id, gboolean server, GError **error);
+
 /* Shared storage, told apart from a copy at the same path: for the length of the prepare,
  * the source leaves .vmlet-shared-<migration id> holding a random token beside each disk;
  * the destination finds that token there only when the directory is the same storage. A
