@@ -1,6 +1,6 @@
-/* The source's job, shared by vm-migrate-out.c (the job, its table of steps, its end),
- * vm-migrate-out-steps.c, -run.c and -commit.c (each step) and vm-migrate-recover.c (a
- * job rebuilt from its journal). Private to those files. */
+/* The source's job, shared by vm-migrate-out.c (the job and its table of steps),
+ * vm-migrate-out-steps.c, -run.c and -commit.c (each step), -end.c (its end, either way)
+ * and vm-migrate-recover.c (a job rebuilt from its journal). Private to those files. */
 #pragma once
 
 #include "qemu-mig.h"

@@ -167,9 +167,10 @@ class Node(Daemon):
 
 
 @contextlib.contextmanager
-def peer_nodes(guest_iso, pki_dir, count=2, migration_conf=""):
-    """count nodes hv-1, hv-2, ... on one network, each every other's peer, started; all
-    stopped and the namespaces deleted at the end."""
+def peer_nodes(guest_iso, pki_dir, count=2, migration_conf="", before_start=None):
+    """count nodes hv-1, hv-2, ... on one network, each every other's peer, started (after
+    before_start(nodes), when given, has adjusted them); all stopped and the namespaces
+    deleted at the end."""
     net = Network()
     pki = Pki(pki_dir)
     nodes = [Node(guest_iso, net, pki, i + 1, migration_conf=migration_conf)
@@ -178,6 +179,8 @@ def peer_nodes(guest_iso, pki_dir, count=2, migration_conf=""):
         for other in nodes:
             if other is not n:
                 n.add_peer(other)
+    if before_start:
+        before_start(nodes)
     try:
         for n in nodes:
             n.start()

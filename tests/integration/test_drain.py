@@ -20,7 +20,7 @@ import pytest
 
 from conftest import vmlet_binary
 from daemon import API, qemu_pids
-from peers import Network, Node, Pki
+from peers import peer_nodes
 from vmrun import uptime
 
 # Slow enough that a test can act while an eviction copies memory (~30 MiB: about 2 s),
@@ -41,26 +41,13 @@ def node_obj(node):
 
 @pytest.fixture(scope="module")
 def cluster(test_guest, qemu_available, tmp_path_factory):
-    net = Network()
-    pki = Pki(tmp_path_factory.mktemp("pki"))
-    # Only hv-1 carries pin=yes: a VM selecting it has nowhere else to go.
-    nodes = [Node(test_guest / "guest.iso", net, pki, 1,
-                  extra_conf="", migration_conf=SLOW)]
-    nodes[0].conf.write_text(nodes[0].conf.read_text().replace(
-        "labels=disktype=ssd", "labels=disktype=ssd;pin=yes"))
-    nodes += [Node(test_guest / "guest.iso", net, pki, i, migration_conf=SLOW) for i in (2, 3)]
-    for n in nodes:
-        for other in nodes:
-            if other is not n:
-                n.add_peer(other)
-    try:
-        for n in nodes:
-            n.start()
+    def pin_first(nodes):
+        # Only hv-1 carries pin=yes: a VM selecting it has nowhere else to go.
+        nodes[0].conf.write_text(nodes[0].conf.read_text().replace(
+            "labels=disktype=ssd", "labels=disktype=ssd;pin=yes"))
+    with peer_nodes(test_guest / "guest.iso", tmp_path_factory.mktemp("pki"), count=3,
+                    migration_conf=SLOW, before_start=pin_first) as nodes:
         yield nodes
-    finally:
-        for n in nodes:
-            n.stop()
-        net.close()
 
 
 def ticks(node, name, timeout=60):
